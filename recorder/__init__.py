@@ -1,2 +1,17 @@
 """Records trajectories (frames, actions, rewards, ends) of any Gymnasium game into one HDF5 file,
 and reads them back for training."""
+
+from recorder.format import FORMAT_NAME, FORMAT_VERSION, TrajectoryFormatError, TrajectoryWriter
+from recorder.reader import Episode, TrajectoryFile, WindowDataset, load, split_episodes
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "Episode",
+    "TrajectoryFile",
+    "TrajectoryFormatError",
+    "TrajectoryWriter",
+    "WindowDataset",
+    "load",
+    "split_episodes",
+]
