@@ -1,4 +1,28 @@
 """Real games the world model learns from: our own Pacman and adapters for other Gymnasium games.
 
-Importing this package registers ``Pacman-v0`` with Gymnasium.
+Importing this package registers ``Pacman-v0`` with Gymnasium (1000-step limit).
 """
+
+import gymnasium
+
+from envs.adapters import make_env
+from envs.explorer import Explorer
+from envs.keymap import KEY_ACTIONS, action_from_keys
+from envs.maze import ACTION_MEANINGS, FRAME_SIZE
+from envs.pacman import PacmanEnv
+from envs.parse import PacmanState, parse_frame
+
+if "Pacman-v0" not in gymnasium.registry:
+    gymnasium.register(id="Pacman-v0", entry_point="envs.pacman:PacmanEnv", max_episode_steps=1000)
+
+__all__ = [
+    "ACTION_MEANINGS",
+    "FRAME_SIZE",
+    "KEY_ACTIONS",
+    "Explorer",
+    "PacmanEnv",
+    "PacmanState",
+    "action_from_keys",
+    "make_env",
+    "parse_frame",
+]
