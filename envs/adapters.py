@@ -60,8 +60,6 @@ def make_env(env_id: str, frame_size: int = 64, **kwargs) -> gymnasium.Env:
         import ale_py
 
         gymnasium.register_envs(ale_py)
-    elif env_id.startswith("Pacman-"):
-        import envs  # noqa: F401  (registers Pacman-v0)
     try:
         env = gymnasium.make(env_id, **kwargs)
     except gymnasium.error.Error as error:
@@ -69,6 +67,13 @@ def make_env(env_id: str, frame_size: int = 64, **kwargs) -> gymnasium.Env:
             f"Unknown env id {env_id!r} ({error}). Check the id, e.g. 'Pacman-v0' or "
             "'ALE/MsPacman-v5', and that the package that registers it is installed."
         ) from error
+
+    if not isinstance(env.action_space, spaces.Discrete):
+        env.close()
+        raise ValueError(
+            f"{env_id} has actions {env.action_space}, not a Discrete space; the world model "
+            "conditions on discrete actions, so pick a game with a Discrete action space."
+        )
 
     observation_space = env.observation_space
     is_image = (
@@ -82,12 +87,6 @@ def make_env(env_id: str, frame_size: int = 64, **kwargs) -> gymnasium.Env:
         raise ValueError(
             f"{env_id} observes {observation_space}, not image frames; the world model needs "
             "Box(0, 255, (H, W, 3), uint8) observations (e.g. an ALE game or Pacman-v0)."
-        )
-    if not isinstance(env.action_space, spaces.Discrete):
-        env.close()
-        raise ValueError(
-            f"{env_id} has actions {env.action_space}, not a Discrete space; the world model "
-            "conditions on discrete actions, so pick a game with a Discrete action space."
         )
 
     game_meanings = _game_action_meanings(env)
