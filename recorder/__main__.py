@@ -51,7 +51,7 @@ def record(args: argparse.Namespace) -> int:
             bar = tqdm(total=args.episodes, unit="ep", desc=f"recording {args.env}", file=sys.stderr)
             try:
                 episodes = record_episodes(
-                    env, policy, args.env, args.policy, seeds, args.max_steps, args.workers, frame_size
+                    env, policy, args.env, args.policy, seeds, args.max_steps, args.workers, args.frame_size
                 )
                 for episode in episodes:
                     writer.add_episode(**episode)
