@@ -49,6 +49,16 @@ def test_mild_noise_still_parses():
         assert parsed == state, f"differs in {parsed.differences(state)}"
 
 
+def test_mild_blur_still_parses():
+    for frame, state in _states_and_frames(seeds=(9,), steps_per_seed=200):
+        pixels = frame.astype(np.float32)
+        padded = np.pad(pixels, ((1, 1), (1, 1), (0, 0)), mode="edge")
+        neighbours = padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]
+        blurred = (0.6 * pixels + 0.1 * neighbours).round().astype(np.uint8)
+        parsed = parse_frame(blurred)
+        assert parsed == state, f"differs in {parsed.differences(state)}"
+
+
 def test_frame_without_pacman_parses_to_none():
     state = parse_frame(np.zeros((64, 64, 3), dtype=np.uint8))
     assert state.pacman is None and state.ghosts == ()
