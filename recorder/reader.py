@@ -170,6 +170,7 @@ class WindowDataset(Dataset):
         self._first_window = np.concatenate([[0], np.cumsum(windows_per_episode)])
         self._file: h5py.File | None = None
         self._pid: int | None = None
+        self._steps: dict | None = None
 
     def __len__(self) -> int:
         return int(self._first_window[-1])
@@ -179,6 +180,8 @@ class WindowDataset(Dataset):
         if self._pid != os.getpid():
             self._file = _open_checked(self.path)
             self._pid = os.getpid()
+            # Steps are a few bytes each: holding them in memory leaves one HDF5 read per window.
+            self._steps = {name: self._file[name][:] for name in ("actions", "rewards", "terminated")}
         return self._file
 
     def __getitem__(self, i: int) -> dict:
@@ -187,15 +190,16 @@ class WindowDataset(Dataset):
         slot = int(np.searchsorted(self._first_window, i, side="right")) - 1
         start = i - int(self._first_window[slot])  # first frame's index inside the episode
         f = self._datasets()
+        steps = self._steps
         frame_start, step_start = int(self.frame_start[slot]), int(self.step_start[slot])
         frames = f["frames"][frame_start + start : frame_start + start + self.window]
         # Frame k (k >= 1) was produced by step k-1; steps [first, last] cover frames start..end.
         first_step = max(start - 1, 0)
         last_step = start + self.window - 2
         if last_step >= first_step:
-            actions = f["actions"][step_start + first_step : step_start + last_step + 1]
-            reward = f["rewards"][step_start + last_step]
-            terminated = f["terminated"][step_start + last_step]
+            actions = steps["actions"][step_start + first_step : step_start + last_step + 1]
+            reward = steps["rewards"][step_start + last_step]
+            terminated = steps["terminated"][step_start + last_step]
         else:
             actions, reward, terminated = np.zeros(0, np.int64), 0.0, False
         if start == 0:
@@ -211,5 +215,5 @@ class WindowDataset(Dataset):
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_file"], state["_pid"] = None, None
+        state["_file"], state["_pid"], state["_steps"] = None, None, None
         return state
