@@ -1,0 +1,268 @@
+"""Trains the world model from a recorded HDF5 file, stage by stage: the autoencoder (vae), the
+denoiser (dit) and the reward/end heads (heads), or all three in order. Killed at any point, it resumes.
+
+    python train.py --config configs/pacman-64.yaml --data data/pacman.h5 --out runs/pacman-64
+    accelerate launch train.py ...        # one or many GPUs, same script
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from diffusers.training_utils import EMAModel
+from tqdm import tqdm
+
+import recorder
+from worldmodel.config import ConfigError, load_config
+from worldmodel.data import build_latent_cache
+from worldmodel.flow import flow_matching_loss
+from worldmodel.heads import heads_loss
+from worldmodel.model import WorldModel
+from worldmodel.samples import dit_samples, heads_metrics, vae_samples
+from worldmodel.training import (
+    RunMismatchError,
+    check_run_config,
+    load_training_state,
+    save_training_state,
+    warmup_schedule,
+)
+from worldmodel.vae import frames_to_tensor, measure_scaling_factor, reconstruction_loss
+
+STAGES = ("vae", "dit", "heads")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", default="configs/pacman-64.yaml", help="YAML preset in configs/")
+    parser.add_argument("--data", required=True, help="recorded HDF5 file (python -m recorder ...)")
+    parser.add_argument("--out", required=True, help="run directory: state, logs, samples, checkpoint/")
+    parser.add_argument("--stage", default="all", choices=(*STAGES, "all"), help="which stage to train")
+    parser.add_argument("overrides", nargs="*", help="config overrides such as train.dit.steps=200")
+    return parser.parse_args(argv)
+
+
+def random_rows(rows: np.ndarray, batch_size: int, batch_seed: int) -> np.ndarray:
+    """A random batch of rows, a pure function of the seed so a resumed run draws the same data."""
+    rng = np.random.default_rng(batch_seed)
+    return rows[rng.integers(0, len(rows), size=batch_size)]
+
+
+def batch_seed(seed: int, step: int, accelerator) -> int:
+    """Distinct per step and per process, identical across a resume."""
+    return seed * 1_000_003 + step * accelerator.num_processes + accelerator.process_index
+
+
+def train_stage(name, module, batch_loss, evaluate, stage, run_dir, accelerator, seed):
+    """The loop shared by every stage: AdamW + warmup, EMA, accumulation, periodic saves and evaluations."""
+    optimizer = torch.optim.AdamW(
+        module.parameters(), lr=stage.learning_rate, weight_decay=stage.weight_decay
+    )
+    schedule = warmup_schedule(optimizer, stage.warmup_steps)
+    module, optimizer, schedule = accelerator.prepare(module, optimizer, schedule)
+    ema = EMAModel(accelerator.unwrap_model(module).parameters(), decay=stage.ema_decay)
+    accelerator.register_for_checkpointing(ema)
+    state_dir = run_dir / "state" / name
+    progress = load_training_state(accelerator, state_dir) or {"step": 0, "elapsed": 0.0}
+    ema.to(accelerator.device)
+    step, started = progress["step"], time.monotonic() - progress["elapsed"]
+    log_path = run_dir / f"{name}_eval.csv"
+
+    def elapsed() -> float:
+        return time.monotonic() - started
+
+    def save() -> None:
+        save_training_state(accelerator, state_dir, {"step": step, "elapsed": elapsed()})
+
+    def run_evaluation() -> None:
+        ema.store(module.parameters())
+        ema.copy_to(module.parameters())
+        module.eval()
+        metrics = evaluate(accelerator.unwrap_model(module), step) if accelerator.is_main_process else {}
+        module.train()
+        ema.restore(module.parameters())
+        if metrics:
+            accelerator.log({f"{name}/{key}": value for key, value in metrics.items()}, step=step)
+            new_file = not log_path.exists()
+            with log_path.open("a", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=["step", "seconds", *metrics])
+                if new_file:
+                    writer.writeheader()
+                writer.writerow({"step": step, "seconds": round(elapsed(), 1), **metrics})
+            bar.write(f"[{name}] step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+
+    bar = tqdm(total=stage.steps, initial=step, desc=f"train {name}", disable=not accelerator.is_main_process)
+    module.train()
+    while step < stage.steps and not (stage.max_minutes and elapsed() > stage.max_minutes * 60):
+        with accelerator.accumulate(module):
+            loss = batch_loss(module, batch_seed(seed, step, accelerator))
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(module.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+        if not accelerator.sync_gradients:
+            continue
+        ema.step(module.parameters())
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        accelerator.log({f"{name}/loss": loss.item(), f"{name}/lr": schedule.get_last_lr()[0]}, step=step)
+        if step % stage.save_every == 0:
+            save()
+        if step % stage.eval_every == 0:
+            run_evaluation()
+    bar.close()
+    save()
+    if step % stage.eval_every != 0:
+        run_evaluation()
+    ema.copy_to(module.parameters())  # what is shipped is the EMA of the weights
+    return accelerator.unwrap_model(module), step, elapsed()
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+        data_path, run_dir = Path(args.data), Path(args.out)
+        with recorder.load(data_path) as trajectories:
+            num_episodes, action_meanings = len(trajectories), list(trajectories.action_meanings)
+            if trajectories.env_id != config.env_id:
+                raise ConfigError(
+                    f"{data_path} was recorded from {trajectories.env_id} but the config is for {config.env_id}; "
+                    f"use the matching config or set env_id={trajectories.env_id}"
+                )
+        check_run_config(run_dir, config)
+    except (ConfigError, RunMismatchError, recorder.TrajectoryFormatError) as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return 2
+    if num_episodes < 2:
+        print(
+            f"train.py: error: {data_path} holds {num_episodes} episode(s); record at least 2 "
+            "(one is held out for evaluation)",
+            file=sys.stderr,
+        )
+        return 2
+
+    mixed = config.train.mixed_precision
+    if mixed == "auto":
+        mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    accelerator = Accelerator(
+        mixed_precision=mixed, log_with="tensorboard", project_dir=str(run_dir), gradient_accumulation_steps=1
+    )
+    accelerator.init_trackers("logs")
+    torch.manual_seed(config.train.seed + accelerator.process_index)
+    train_ids, held_out_ids = recorder.split_episodes(
+        num_episodes, config.train.held_out_fraction, config.train.seed
+    )
+    checkpoint_dir = run_dir / "checkpoint"
+    if (checkpoint_dir / "world_model.json").is_file():
+        model = WorldModel.load(checkpoint_dir)
+    else:
+        model = WorldModel.from_config(config, action_meanings)
+    model.settings.config = config.to_dict()
+    # Sampling defaults follow the config, so a retuned flow section reaches the checkpoint.
+    model.settings.sampler.__dict__.update(
+        sampling_steps=config.flow.sampling_steps,
+        guidance_scale=config.flow.guidance_scale,
+        context_noise=config.flow.context_noise,
+        scheduler=config.flow.scheduler,
+        timestep_shift=config.flow.timestep_shift,
+    )
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    done = model.settings.training.setdefault("stages", {})
+    seed = config.train.seed
+    for name in stages:
+        stage = getattr(config.train, name)
+        accelerator.gradient_accumulation_steps = stage.gradient_accumulation_steps
+        if name == "vae":
+            frames = recorder.WindowDataset(data_path, window=1, episodes=train_ids)
+            loader = torch.utils.data.DataLoader(
+                frames,
+                batch_size=stage.batch_size,
+                shuffle=True,
+                drop_last=True,
+                num_workers=config.train.num_workers,
+            )
+            loader = accelerator.prepare(loader)
+            batches = iter(())
+
+            def vae_loss(vae, _seed):
+                nonlocal batches
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    batches = iter(loader)
+                    batch = next(batches)
+                pixels = frames_to_tensor(batch["frames"][:, 0])
+                return reconstruction_loss(vae(pixels).sample, pixels)
+
+            evaluate = vae_samples(data_path, held_out_ids, run_dir)
+            vae, steps, seconds = train_stage(
+                name, model.vae, vae_loss, evaluate, stage, run_dir, accelerator, seed
+            )
+            sample = torch.stack(
+                [frames[i]["frames"][0] for i in range(0, len(frames), max(1, len(frames) // 512))]
+            )
+            vae.eval()
+            vae.register_to_config(scaling_factor=measure_scaling_factor(vae, sample))
+            model.vae = vae
+        else:
+            model.vae.eval()
+            cache = build_latent_cache(
+                model.vae, data_path, run_dir / "latents.pt", show_progress=accelerator.is_main_process
+            )
+            history_length = config.history_length
+            if name == "dit":
+                rows = cache.window_starts(train_ids, history_length)
+
+                def dit_loss(denoiser, draw):
+                    batch_rows = random_rows(rows, stage.batch_size, draw)
+                    history, target, actions = cache.history_batch(batch_rows, history_length)
+                    device = accelerator.device
+                    return flow_matching_loss(
+                        denoiser, target.to(device), history.to(device), actions.to(device), config.flow
+                    )
+
+                evaluate = dit_samples(model, cache, data_path, held_out_ids, run_dir)
+                denoiser, steps, seconds = train_stage(
+                    name, model.denoiser, dit_loss, evaluate, stage, run_dir, accelerator, seed
+                )
+                model.denoiser = denoiser
+            else:
+                rows = cache.transitions(train_ids)
+
+                def head_loss(heads, draw):
+                    batch = cache.transition_batch(random_rows(rows, stage.batch_size, draw))
+                    return heads_loss(heads, *(part.to(accelerator.device) for part in batch))
+
+                evaluate = heads_metrics(cache, held_out_ids)
+                heads, steps, seconds = train_stage(
+                    name, model.heads, head_loss, evaluate, stage, run_dir, accelerator, seed
+                )
+                model.heads = heads
+        done[name] = {
+            "steps": steps,
+            "seconds": round(seconds, 1),
+            "data": str(data_path),
+            "train_episodes": len(train_ids),
+            "device": str(accelerator.device),
+        }
+        if accelerator.is_main_process:
+            model.save(checkpoint_dir)
+            print(f"[{name}] done: {steps} steps in {seconds / 60:.1f} min; checkpoint at {checkpoint_dir}")
+    accelerator.end_training()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

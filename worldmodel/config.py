@@ -1,0 +1,161 @@
+"""The one config loader: YAML presets in configs/ become typed dataclasses, with dotted
+command-line overrides such as ``dit.num_layers=4`` or ``train.dit.steps=200``."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message says what to fix."""
+
+
+@dataclass
+class VAEConfig:
+    """The DC-AE autoencoder (``diffusers.AutoencoderDC``): frames (3, H, W) <-> latents (C, H/f, W/f)."""
+
+    latent_channels: int = 8
+    # One block per level; the spatial compression f is 2 ** (len(block_out_channels) - 1).
+    block_out_channels: tuple[int, ...] = (16, 32, 64)
+    layers_per_block: tuple[int, ...] = (1, 1, 1)
+
+
+@dataclass
+class DiTConfig:
+    """The Sana denoiser (``diffusers.SanaTransformer2DModel``) and its action conditioning."""
+
+    num_layers: int = 6
+    num_attention_heads: int = 4
+    attention_head_dim: int = 32
+    patch_size: int = 2
+    mlp_ratio: float = 2.5
+    # Width of the action / context-noise tokens before the transformer's caption projection.
+    condition_dim: int = 64
+
+
+@dataclass
+class FlowConfig:
+    """Rectified-flow training and sampling: x_t = (1 - t) x0 + t eps, target eps - x0."""
+
+    timestep_shift: float = 1.0
+    p_uncond: float = 0.1  # probability of replacing the action tokens with the null token
+    max_context_noise: float = 0.3  # history latents get noise of a level drawn from U(0, max)
+    # Defaults used at play time; the evaluation ablations are how they were chosen.
+    sampling_steps: int = 2
+    guidance_scale: float = 1.5
+    context_noise: float = 0.05
+    scheduler: str = "euler"  # "euler" or "dpm"
+
+
+@dataclass
+class HeadsConfig:
+    """The reward and episode-end predictor."""
+
+    hidden_channels: int = 32
+
+
+@dataclass
+class StageConfig:
+    """Optimisation settings of one training stage."""
+
+    steps: int = 1000
+    batch_size: int = 32
+    learning_rate: float = 3e-4
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    gradient_accumulation_steps: int = 1
+    ema_decay: float = 0.999
+    save_every: int = 200  # steps between resumable training states
+    eval_every: int = 500  # steps between held-out evaluations and image samples
+    max_minutes: float = 0.0  # stop the stage after this wall-clock time; 0 means no limit
+
+
+@dataclass
+class TrainConfig:
+    vae: StageConfig = field(default_factory=StageConfig)
+    dit: StageConfig = field(default_factory=StageConfig)
+    heads: StageConfig = field(default_factory=StageConfig)
+    held_out_fraction: float = 0.1
+    seed: int = 0
+    num_workers: int = 0
+    mixed_precision: str = "auto"  # "auto" uses bf16 on a GPU that supports it, else full precision
+
+
+@dataclass
+class WorldModelConfig:
+    name: str = "pacman-64"
+    env_id: str = "Pacman-v0"
+    frame_size: int = 64
+    history_length: int = 4  # K past frames the denoiser sees
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    dit: DiTConfig = field(default_factory=DiTConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    """Builds dataclass ``cls`` from a mapping, naming unknown keys with a close match."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            hint = difflib.get_close_matches(key, fields, n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else f" (known: {', '.join(fields)})"
+            raise ConfigError(f"unknown config key '{where}{key}'{suggestion}")
+        default = (
+            fields[key].default_factory() if callable(fields[key].default_factory) else fields[key].default
+        )
+        if dataclasses.is_dataclass(default):
+            kwargs[key] = _build(type(default), value, f"{where}{key}.")
+        elif isinstance(default, tuple):
+            kwargs[key] = tuple(value)
+        else:
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like key=value, e.g. dit.num_layers=4")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> WorldModelConfig:
+    """Reads a YAML preset (or the defaults when ``path`` is None) and applies ``key=value`` overrides."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(
+                f"config file {path} not found; the presets live in configs/ (e.g. configs/pacman-64.yaml)"
+            )
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    for override in overrides:
+        keys, value = _parse_override(override)
+        node = values
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = value
+    return _build(WorldModelConfig, values, "")
+
+
+def config_from_dict(values: dict[str, Any]) -> WorldModelConfig:
+    return _build(WorldModelConfig, values, "")

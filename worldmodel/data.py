@@ -1,0 +1,122 @@
+"""Training data in latent space: a recorded file encoded once by the autoencoder into a cache,
+and random windows of K history latents, the next latent and the K+1 actions around them."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import recorder
+from worldmodel.vae import encode_frames
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class LatentCache:
+    latents: torch.Tensor  # (F, C, h, w) every frame of the file, episodes back to back
+    actions: torch.Tensor  # (S,) long; actions[s] is taken at step s and produces the step's next frame
+    rewards: torch.Tensor  # (S,)
+    terminated: torch.Tensor  # (S,) bool
+    frame_start: np.ndarray  # (E,) first frame of each episode in ``latents``
+    step_start: np.ndarray  # (E,) first step of each episode in ``actions``
+    length: np.ndarray  # (E,) steps per episode; an episode has length + 1 frames
+
+    def window_starts(self, episodes, history_length: int) -> np.ndarray:
+        """(N, 2) rows of (episode, local frame f0) for every window f0 .. f0+K lying inside an episode."""
+        rows = [
+            np.stack([np.full(n, e), np.arange(n)], axis=1)
+            for e in episodes
+            if (n := int(self.length[e]) + 1 - history_length) > 0
+        ]
+        return np.concatenate(rows) if rows else np.zeros((0, 2), dtype=np.int64)
+
+    def transitions(self, episodes) -> np.ndarray:
+        """(N, 2) rows of (episode, step) for every step of these episodes."""
+        return np.concatenate(
+            [np.stack([np.full(int(self.length[e]), e), np.arange(self.length[e])], 1) for e in episodes]
+        )
+
+    def history_batch(self, rows: np.ndarray, history_length: int):
+        """History latents (B, K, C, h, w), next latent (B, C, h, w) and actions (B, K+1) for window rows.
+
+        ``actions[:, j]`` is the action that produced history frame j (NOOP for an episode's reset
+        frame), and ``actions[:, K]`` the one that produces the next frame.
+        """
+        episodes, f0 = rows[:, 0], rows[:, 1]
+        offsets = np.arange(history_length + 1)
+        frame_index = self.frame_start[episodes][:, None] + f0[:, None] + offsets  # (B, K+1)
+        window = self.latents[torch.from_numpy(frame_index)]  # (B, K+1, C, h, w)
+        local_frame = f0[:, None] + offsets  # (B, K+1)
+        step_index = self.step_start[episodes][:, None] + local_frame - 1
+        actions = self.actions[torch.from_numpy(np.maximum(step_index, 0))]
+        actions[torch.from_numpy(local_frame == 0)] = 0
+        return window[:, :-1], window[:, -1], actions
+
+    def transition_batch(self, rows: np.ndarray):
+        """Latents before and after each step (B, C, h, w) x2, its action, reward and termination."""
+        episodes, steps = rows[:, 0], rows[:, 1]
+        frame = torch.from_numpy(self.frame_start[episodes] + steps)
+        step = torch.from_numpy(self.step_start[episodes] + steps)
+        return (
+            self.latents[frame],
+            self.latents[frame + 1],
+            self.actions[step],
+            self.rewards[step],
+            self.terminated[step],
+        )
+
+
+def file_fingerprint(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{int(stat.st_mtime)}"
+
+
+def module_fingerprint(module: torch.nn.Module) -> str:
+    digest = hashlib.sha1()
+    for tensor in module.state_dict().values():
+        digest.update(tensor.detach().cpu().float().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def build_latent_cache(
+    vae, data_path: str | Path, cache_path: str | Path, show_progress: bool = True
+) -> LatentCache:
+    """Encodes every frame of ``data_path`` once; reuses ``cache_path`` if it was made from the same file and VAE."""
+    data_path, cache_path = Path(data_path), Path(cache_path)
+    key = {"version": CACHE_VERSION, "data": file_fingerprint(data_path), "vae": module_fingerprint(vae)}
+    if cache_path.is_file():
+        stored = torch.load(cache_path, weights_only=False)
+        if stored.get("key") == key:
+            return LatentCache(**stored["cache"])
+    with recorder.load(data_path) as trajectories:
+        latents, actions, rewards, terminated, length = [], [], [], [], []
+        for index in tqdm(
+            range(len(trajectories)), desc="encoding frames", unit="ep", disable=not show_progress
+        ):
+            episode = trajectories.episode(index)
+            latents.append(encode_frames(vae, torch.from_numpy(episode.frames)).cpu())
+            actions.append(torch.from_numpy(episode.actions).long())
+            rewards.append(torch.from_numpy(episode.rewards).float())
+            terminated.append(torch.from_numpy(episode.terminated).bool())
+            length.append(len(episode.actions))
+    length = np.asarray(length, dtype=np.int64)
+    cache = LatentCache(
+        latents=torch.cat(latents),
+        actions=torch.cat(actions),
+        rewards=torch.cat(rewards),
+        terminated=torch.cat(terminated),
+        frame_start=np.concatenate([[0], np.cumsum(length + 1)[:-1]]).astype(np.int64),
+        step_start=np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64),
+        length=length,
+    )
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = cache_path.with_suffix(".tmp")
+    torch.save({"key": key, "cache": cache.__dict__}, temporary)
+    temporary.replace(cache_path)  # a kill mid-save never leaves a half-written cache behind
+    return cache

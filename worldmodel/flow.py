@@ -1,0 +1,41 @@
+"""Rectified-flow training objective with context-noise augmentation: the loss the denoiser minimises."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from worldmodel.config import FlowConfig
+from worldmodel.dit import Denoiser
+
+
+def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """SD3-style shift: >1 spends more training on noisy timesteps, where few-step sampling starts."""
+    return shift * t / (1 + (shift - 1) * t)
+
+
+def noise_history(history_latents: torch.Tensor, level: torch.Tensor, generator=None) -> torch.Tensor:
+    """GameNGen's context noise: corrupting the past teaches the model to repair its own drift."""
+    noise = torch.randn(
+        history_latents.shape, generator=generator, device=history_latents.device, dtype=history_latents.dtype
+    )
+    return history_latents + level.view(-1, 1, 1, 1, 1) * noise
+
+
+def flow_matching_loss(
+    denoiser: Denoiser,
+    target_latents: torch.Tensor,  # (B, C, h, w) the next frame's latent, x0
+    history_latents: torch.Tensor,  # (B, K, C, h, w)
+    actions: torch.Tensor,  # (B, K+1)
+    config: FlowConfig,
+) -> torch.Tensor:
+    batch, device = target_latents.shape[0], target_latents.device
+    t = shift_timesteps(torch.rand(batch, device=device), config.timestep_shift)  # (B,)
+    eps = torch.randn_like(target_latents)
+    t_ = t.view(-1, 1, 1, 1)
+    noisy = (1 - t_) * target_latents + t_ * eps  # (B, C, h, w)
+    level = torch.rand(batch, device=device) * config.max_context_noise  # (B,)
+    history = noise_history(history_latents, level)
+    drop = torch.rand(batch, device=device) < config.p_uncond  # (B,)
+    velocity = denoiser(noisy, t, history, actions, level, drop)
+    return F.mse_loss(velocity.float(), (eps - target_latents).float())

@@ -1,0 +1,29 @@
+"""Free-running generation: the model feeds on its own predictions for a sequence of actions.
+Shared by training samples, evaluation and the Gymnasium environment."""
+
+from __future__ import annotations
+
+import torch
+
+
+@torch.no_grad()
+def rollout(
+    model,
+    context_latents: torch.Tensor,  # (B, K, C, h, w) real history to start from
+    context_actions: torch.Tensor,  # (B, K) the actions that produced the context frames
+    actions: torch.Tensor,  # (B, T) actions to play from there
+    generator: torch.Generator | None = None,
+    **sampling,
+) -> torch.Tensor:
+    """Returns the T generated latents (B, T, C, h, w)."""
+    history, past_actions = context_latents, context_actions
+    generated = []
+    for step in range(actions.shape[1]):
+        window_actions = torch.cat([past_actions, actions[:, step : step + 1]], dim=1)  # (B, K+1)
+        next_latent = model.predict_next(
+            history, window_actions, generator=generator, **sampling
+        )  # (B, C, h, w)
+        generated.append(next_latent)
+        history = torch.cat([history[:, 1:], next_latent[:, None]], dim=1)
+        past_actions = window_actions[:, 1:]
+    return torch.stack(generated, dim=1)
