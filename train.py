@@ -129,6 +129,83 @@ def train_stage(name, module, batch_loss, evaluate, stage, run_dir, accelerator,
     return accelerator.unwrap_model(module), step, elapsed()
 
 
+def run_vae_stage(model, config, stage, data_path, run_dir, train_ids, held_out_ids, accelerator):
+    frames = recorder.WindowDataset(data_path, window=1, episodes=train_ids)
+    loader = torch.utils.data.DataLoader(
+        frames,
+        batch_size=stage.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=config.train.num_workers,
+    )
+    loader = accelerator.prepare(loader)
+    batches = iter(())
+
+    def vae_loss(vae, _draw):
+        nonlocal batches
+        batch = next(batches, None)
+        if batch is None:  # next epoch
+            batches = iter(loader)
+            batch = next(batches)
+        pixels = frames_to_tensor(batch["frames"][:, 0])  # (B, 3, H, W)
+        return reconstruction_loss(vae(pixels).sample, pixels)
+
+    evaluate = vae_samples(data_path, held_out_ids, run_dir)
+    vae, steps, seconds = train_stage(
+        "vae", model.vae, vae_loss, evaluate, stage, run_dir, accelerator, config.train.seed
+    )
+    sample = torch.stack([frames[i]["frames"][0] for i in range(0, len(frames), max(1, len(frames) // 512))])
+    vae.eval()
+    vae.register_to_config(scaling_factor=measure_scaling_factor(vae, sample))
+    model.vae = vae
+    return steps, seconds
+
+
+def latent_cache(model, data_path, run_dir, accelerator):
+    model.vae.eval()
+    return build_latent_cache(
+        model.vae, data_path, run_dir / "latents.pt", show_progress=accelerator.is_main_process
+    )
+
+
+def run_dit_stage(model, config, stage, data_path, run_dir, train_ids, held_out_ids, accelerator):
+    cache = latent_cache(model, data_path, run_dir, accelerator)
+    rows = cache.window_starts(train_ids, config.history_length)
+    device = accelerator.device
+
+    def dit_loss(denoiser, draw):
+        history, target, actions = cache.history_batch(
+            random_rows(rows, stage.batch_size, draw), config.history_length
+        )
+        return flow_matching_loss(
+            denoiser, target.to(device), history.to(device), actions.to(device), config.flow
+        )
+
+    evaluate = dit_samples(model, cache, data_path, held_out_ids, run_dir)
+    model.denoiser, steps, seconds = train_stage(
+        "dit", model.denoiser, dit_loss, evaluate, stage, run_dir, accelerator, config.train.seed
+    )
+    return steps, seconds
+
+
+def run_heads_stage(model, config, stage, data_path, run_dir, train_ids, held_out_ids, accelerator):
+    cache = latent_cache(model, data_path, run_dir, accelerator)
+    rows = cache.transitions(train_ids)
+
+    def head_loss(heads, draw):
+        batch = cache.transition_batch(random_rows(rows, stage.batch_size, draw))
+        return heads_loss(heads, *(part.to(accelerator.device) for part in batch))
+
+    evaluate = heads_metrics(cache, held_out_ids)
+    model.heads, steps, seconds = train_stage(
+        "heads", model.heads, head_loss, evaluate, stage, run_dir, accelerator, config.train.seed
+    )
+    return steps, seconds
+
+
+STAGE_RUNNERS = {"vae": run_vae_stage, "dit": run_dit_stage, "heads": run_heads_stage}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -180,76 +257,11 @@ def main(argv=None) -> int:
     )
     stages = STAGES if args.stage == "all" else (args.stage,)
     done = model.settings.training.setdefault("stages", {})
-    seed = config.train.seed
     for name in stages:
         stage = getattr(config.train, name)
         accelerator.gradient_accumulation_steps = stage.gradient_accumulation_steps
-        if name == "vae":
-            frames = recorder.WindowDataset(data_path, window=1, episodes=train_ids)
-            loader = torch.utils.data.DataLoader(
-                frames,
-                batch_size=stage.batch_size,
-                shuffle=True,
-                drop_last=True,
-                num_workers=config.train.num_workers,
-            )
-            loader = accelerator.prepare(loader)
-            batches = iter(())
-
-            def vae_loss(vae, _seed):
-                nonlocal batches
-                try:
-                    batch = next(batches)
-                except StopIteration:
-                    batches = iter(loader)
-                    batch = next(batches)
-                pixels = frames_to_tensor(batch["frames"][:, 0])
-                return reconstruction_loss(vae(pixels).sample, pixels)
-
-            evaluate = vae_samples(data_path, held_out_ids, run_dir)
-            vae, steps, seconds = train_stage(
-                name, model.vae, vae_loss, evaluate, stage, run_dir, accelerator, seed
-            )
-            sample = torch.stack(
-                [frames[i]["frames"][0] for i in range(0, len(frames), max(1, len(frames) // 512))]
-            )
-            vae.eval()
-            vae.register_to_config(scaling_factor=measure_scaling_factor(vae, sample))
-            model.vae = vae
-        else:
-            model.vae.eval()
-            cache = build_latent_cache(
-                model.vae, data_path, run_dir / "latents.pt", show_progress=accelerator.is_main_process
-            )
-            history_length = config.history_length
-            if name == "dit":
-                rows = cache.window_starts(train_ids, history_length)
-
-                def dit_loss(denoiser, draw):
-                    batch_rows = random_rows(rows, stage.batch_size, draw)
-                    history, target, actions = cache.history_batch(batch_rows, history_length)
-                    device = accelerator.device
-                    return flow_matching_loss(
-                        denoiser, target.to(device), history.to(device), actions.to(device), config.flow
-                    )
-
-                evaluate = dit_samples(model, cache, data_path, held_out_ids, run_dir)
-                denoiser, steps, seconds = train_stage(
-                    name, model.denoiser, dit_loss, evaluate, stage, run_dir, accelerator, seed
-                )
-                model.denoiser = denoiser
-            else:
-                rows = cache.transitions(train_ids)
-
-                def head_loss(heads, draw):
-                    batch = cache.transition_batch(random_rows(rows, stage.batch_size, draw))
-                    return heads_loss(heads, *(part.to(accelerator.device) for part in batch))
-
-                evaluate = heads_metrics(cache, held_out_ids)
-                heads, steps, seconds = train_stage(
-                    name, model.heads, head_loss, evaluate, stage, run_dir, accelerator, seed
-                )
-                model.heads = heads
+        run = STAGE_RUNNERS[name]
+        steps, seconds = run(model, config, stage, data_path, run_dir, train_ids, held_out_ids, accelerator)
         done[name] = {
             "steps": steps,
             "seconds": round(seconds, 1),
