@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from diffusers.utils.torch_utils import randn_tensor
 
 from worldmodel.config import FlowConfig
 from worldmodel.dit import Denoiser
@@ -16,7 +17,7 @@ def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:
 
 def noise_history(history_latents: torch.Tensor, level: torch.Tensor, generator=None) -> torch.Tensor:
     """GameNGen's context noise: corrupting the past teaches the model to repair its own drift."""
-    noise = torch.randn(
+    noise = randn_tensor(
         history_latents.shape, generator=generator, device=history_latents.device, dtype=history_latents.dtype
     )
     return history_latents + level.view(-1, 1, 1, 1, 1) * noise

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
+from diffusers.utils.torch_utils import randn_tensor
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 SCHEDULERS = ("euler", "dpm")
@@ -50,9 +51,15 @@ class FlowSampler:
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
-        """Integrates from pure noise (t=1) to a clean latent (t=0); deterministic given ``generator``."""
+        """Integrates from pure noise (t=1) to a clean latent (t=0); deterministic given ``generator``.
+
+        A list of generators (one per batch item) makes item i independent of the rest of the batch,
+        which is how a batched environment reproduces the single one.
+        """
         batch = shape[0]
-        latents = torch.randn(shape, generator=generator, device=device, dtype=dtype)  # (B, C, h, w)
+        latents = randn_tensor(
+            shape, generator=generator, device=torch.device(device), dtype=dtype
+        )  # (B, C, h, w)
         self._set_timesteps(latents.device)
         guided = self.guidance_scale != 1.0
         keep = torch.zeros(batch, dtype=torch.bool, device=latents.device)
