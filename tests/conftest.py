@@ -1,0 +1,30 @@
+"""Shared test fixtures: a tiny world-model checkpoint built once per session, and a headless SDL."""
+
+import os
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import envs  # noqa: E402
+from worldmodel.config import load_config  # noqa: E402
+from worldmodel.model import WorldModel  # noqa: E402
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A checkpoint directory of the tiny config (untrained, seeded weights)."""
+    torch.manual_seed(0)
+    model = WorldModel.from_config(
+        load_config(os.path.join(REPOSITORY, "configs", "tiny.yaml")), list(envs.ACTION_MEANINGS)
+    )
+    # The zero-initialised output layer would make every sample ignore the history and the actions;
+    # small random weights make the tests see a model whose frames depend on both.
+    torch.nn.init.normal_(model.denoiser.transformer.proj_out.weight, std=0.05)
+    path = tmp_path_factory.mktemp("checkpoint") / "tiny"
+    model.save(path)
+    return path
