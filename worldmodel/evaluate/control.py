@@ -1,0 +1,97 @@
+"""Controllability: does the generated Pacman stand where the real game puts him, under the recorded
+actions and under action sequences unlike the recorder's explorer (uniform random, a maze circuit)?"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import envs
+from envs.maze import DOWN, LEFT, PACMAN_NEXT_TILE, RIGHT, UP
+from worldmodel.evaluate.episodes import Context, restore_game
+from worldmodel.evaluate.fidelity import Rollouts, free_run
+from worldmodel.evaluate.game_metrics import tile_agreement
+
+CLOCKWISE = {UP: RIGHT, RIGHT: DOWN, DOWN: LEFT, LEFT: UP}
+COUNTERCLOCKWISE = {after: before for before, after in CLOCKWISE.items()}
+
+
+class MazeCircuit:
+    """A scripted lap of the maze by the right-hand rule: turn right where possible, else straight,
+    else left, else back. Deterministic and systematic, unlike the explorer's weighted choices."""
+
+    def __init__(self, heading: int = LEFT):
+        self.heading = heading
+
+    def __call__(self, frame: np.ndarray) -> int:
+        pacman = envs.parse_frame(frame).pacman
+        if pacman is None:
+            return self.heading
+        row, col = pacman
+        right, left = CLOCKWISE[self.heading], COUNTERCLOCKWISE[self.heading]
+        for heading in (right, self.heading, left, CLOCKWISE[right]):
+            if PACMAN_NEXT_TILE[row][col][heading] is not None:
+                self.heading = heading  # always a move the maze allows, so the game takes it at once
+                return heading
+        return self.heading
+
+
+class RandomActions:
+    """Uniformly random actions, NOOP included, whatever the frame shows."""
+
+    def __init__(self, num_actions: int, rng: np.random.Generator):
+        self.num_actions, self.rng = num_actions, rng
+
+    def __call__(self, frame: np.ndarray) -> int:
+        return int(self.rng.integers(self.num_actions))
+
+
+def play_real_game(game, context: Context, policy, steps: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """From the context's last frame, ``policy(frame) -> action`` plays the real game for up to ``steps``.
+
+    Returns the actions, the frames they produced (fewer when the game ends) and whether the restored
+    frame matched the recording.
+    """
+    frame, matches = restore_game(game, context)
+    actions, frames = [], []
+    for _ in range(steps):
+        action = int(policy(frame))
+        frame, _, terminated, truncated, _ = game.step(action)
+        actions.append(action)
+        frames.append(frame)
+        if terminated or truncated:
+            break
+    return np.asarray(actions, dtype=np.int64), np.stack(frames), matches
+
+
+def policy_rollouts(
+    model, game, contexts: list[Context], kind: str, horizon: int, seed: int, **sampling
+) -> tuple[Rollouts, float]:
+    """Rollouts under ``kind`` ("random" or "circuit") actions, with the real game's frames beside them.
+
+    Also returns the share of contexts whose restored real frame matched the recording.
+    """
+    rng = np.random.default_rng(seed)
+    played, real, matched = [], [], []
+    for context in contexts:
+        if kind == "random":
+            policy = RandomActions(model.settings.num_actions, rng)
+        elif kind == "circuit":
+            moves = [a for a in context.actions().tolist() if a in CLOCKWISE]
+            policy = MazeCircuit(moves[-1] if moves else LEFT)
+        else:
+            raise ValueError(f"unknown action kind {kind!r}; use 'random' or 'circuit'")
+        actions, frames, matches = play_real_game(game, context, policy, horizon)
+        played.append(actions)
+        real.append(frames)
+        matched.append(matches)
+    return free_run(model, contexts, played, real, seed, **sampling), float(np.mean(matched))
+
+
+def agreement_by_step(rollouts: Rollouts) -> np.ndarray:
+    """(B, T) True where the generated Pacman is on the real Pacman's tile (False past a rollout's end)."""
+    agree = np.zeros(rollouts.valid.shape, dtype=bool)
+    for row, col in zip(*np.nonzero(rollouts.valid), strict=True):
+        generated = envs.parse_frame(rollouts.generated[row, col])
+        real = envs.parse_frame(rollouts.real[row, col])
+        agree[row, col] = tile_agreement([generated], [real])[0]
+    return agree

@@ -1,0 +1,139 @@
+"""Held-out episodes as the evaluation sees them: frames, actions and their latents, the windows and
+contexts cut from them, and the real game restored to any of their frames for fresh action sequences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import recorder
+
+NOOP = 0  # the action recorded for an episode's reset frame
+
+
+class EvaluationError(ValueError):
+    """Data or settings that cannot be evaluated; the message names the problem and the fix."""
+
+
+@dataclass
+class HeldOutEpisode:
+    index: int  # episode number in the file
+    seed: int  # the real game's reset seed
+    frames: np.ndarray  # (T+1, H, W, 3) uint8, the reset frame first
+    actions: np.ndarray  # (T,) actions[t] produced frames[t+1]
+    rewards: np.ndarray  # (T,)
+    terminated: np.ndarray  # (T,) bool
+    latents: torch.Tensor  # (T+1, C, h, w)
+
+    def produced_by(self) -> np.ndarray:
+        """(T+1,) the action that produced each frame, NOOP for the reset frame."""
+        return np.concatenate([[NOOP], self.actions]).astype(np.int64)
+
+
+@dataclass
+class Context:
+    """K real frames to start free-running generation from, in one episode."""
+
+    episode: HeldOutEpisode
+    start: int  # first context frame
+    history_length: int
+
+    @property
+    def last(self) -> int:
+        return self.start + self.history_length - 1
+
+    def latents(self) -> torch.Tensor:
+        return self.episode.latents[self.start : self.last + 1]  # (K, C, h, w)
+
+    def actions(self) -> torch.Tensor:
+        return torch.from_numpy(self.episode.produced_by()[self.start : self.last + 1])  # (K,)
+
+    def recorded_future(self, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+        """The recorded actions from the context on and the frames they produced (at most ``horizon``)."""
+        actions = self.episode.actions[self.last : self.last + horizon]
+        return actions.astype(np.int64), self.episode.frames[self.last + 1 : self.last + 1 + len(actions)]
+
+
+def load_held_out(model, data_path: str | Path, count: int) -> list[HeldOutEpisode]:
+    """The first ``count`` episodes of the file long enough for a context, encoded by the model."""
+    settings = model.settings
+    with recorder.load(data_path) as trajectories:
+        problems = []
+        if trajectories.env_id != settings.env_id:
+            problems.append(f"it records {trajectories.env_id!r} but the model plays {settings.env_id!r}")
+        if tuple(trajectories.frame_size) != (settings.frame_size, settings.frame_size):
+            problems.append(
+                f"its frames are {tuple(trajectories.frame_size)}, the model's "
+                f"{(settings.frame_size, settings.frame_size)}"
+            )
+        if trajectories.action_meanings != list(settings.action_meanings):
+            problems.append(
+                f"its actions are {trajectories.action_meanings}, the model's {settings.action_meanings}"
+            )
+        if problems:
+            raise EvaluationError(
+                f"{data_path} does not fit this checkpoint: {'; '.join(problems)}; pass held-out episodes "
+                f"recorded with `python -m recorder --env {settings.env_id} --frame-size {settings.frame_size}`"
+            )
+        usable = np.flatnonzero(trajectories.lengths >= settings.history_length)[:count]
+        if len(usable) == 0:
+            raise EvaluationError(
+                f"{data_path} has no episode longer than the model's {settings.history_length}-frame history; "
+                "record longer episodes"
+            )
+        episodes = []
+        for index in usable:
+            episode = trajectories.episode(int(index))
+            episodes.append(
+                HeldOutEpisode(
+                    index=int(index),
+                    seed=episode.seed,
+                    frames=episode.frames,
+                    actions=episode.actions.astype(np.int64),
+                    rewards=episode.rewards,
+                    terminated=episode.terminated.astype(bool),
+                    latents=model.encode(torch.from_numpy(episode.frames)).cpu(),
+                )
+            )
+    return episodes
+
+
+def choose_windows(episodes, history_length: int, count: int, rng: np.random.Generator) -> list[Context]:
+    """``count`` teacher-forcing windows (K frames and the next), drawn without replacement."""
+    rows = [
+        (e, start)
+        for e, episode in enumerate(episodes)
+        for start in range(len(episode.actions) + 1 - history_length)
+    ]
+    chosen = rng.choice(len(rows), size=min(count, len(rows)), replace=False)
+    return [Context(episodes[rows[i][0]], rows[i][1], history_length) for i in sorted(chosen)]
+
+
+def choose_contexts(episodes, history_length: int, horizon: int, rng: np.random.Generator) -> list[Context]:
+    """One context per episode, placed so that ``horizon`` recorded frames follow it where the episode allows."""
+    contexts = []
+    for episode in episodes:
+        latest = len(episode.frames) - history_length - horizon  # the last start with a full horizon after it
+        start = int(rng.integers(latest + 1)) if latest > 0 else 0
+        contexts.append(Context(episode, start, history_length))
+    return contexts
+
+
+def restore_game(game, context: Context) -> tuple[np.ndarray, bool]:
+    """Puts the real game at the context's last frame: reset with the episode's seed, replay its actions.
+
+    Returns that frame and whether it equals the recorded one (the game is deterministic given its
+    seed, so a mismatch means the file was recorded by another version of the game).
+    """
+    frame, _ = game.reset(seed=context.episode.seed)
+    for action in context.episode.actions[: context.last]:
+        frame, *_ = game.step(int(action))
+    return frame, bool(np.array_equal(frame, context.episode.frames[context.last]))
+
+
+def item_generators(seed: int, count: int, device: torch.device | str = "cpu") -> list[torch.Generator]:
+    """One generator per batch item, so an item's samples do not depend on what it is batched with."""
+    return [torch.Generator(device).manual_seed(seed * 100_003 + item) for item in range(count)]

@@ -1,0 +1,77 @@
+"""The evaluation's scores as small pure functions of frames, parsed game states and boolean arrays,
+so each can be checked on constructed cases with known answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from envs.maze import GRID, PALETTE_NAMES, TILE
+from envs.parse import PACMAN_MIN_PIXELS, WALL_MIN_PIXELS, PacmanState, palette_labels
+
+_PACMAN_LABEL = PALETTE_NAMES.index("pacman")
+_WALL_LABEL = PALETTE_NAMES.index("wall")
+
+
+def tile_agreement(generated_states: Sequence[PacmanState], real_states: Sequence[PacmanState]) -> np.ndarray:
+    """Per frame pair: True where the generated frame shows Pacman on the real frame's tile."""
+    return np.array([g.pacman == r.pacman for g, r in zip(generated_states, real_states, strict=True)])
+
+
+def wall_agreement(state: PacmanState, maze_walls: np.ndarray) -> float:
+    """Share of the maze's tiles whose wall / no-wall reading matches the real maze."""
+    return float(np.mean(state.walls == maze_walls))
+
+
+def pacman_tile_count(frame: np.ndarray) -> int:
+    """Open tiles holding enough Pacman-yellow pixels to read as Pacman (the parser keeps only the best).
+
+    A world model that smears or duplicates Pacman shows 2 or more; one that loses him shows 0.
+    """
+    labels = palette_labels(frame).reshape(GRID, TILE, GRID, TILE)
+    pacman_pixels = (labels == _PACMAN_LABEL).sum(axis=(1, 3))
+    walls = (labels == _WALL_LABEL).sum(axis=(1, 3)) >= WALL_MIN_PIXELS
+    return int(((pacman_pixels >= PACMAN_MIN_PIXELS) & ~walls).sum())
+
+
+def pellet_reappearances(states: Sequence[PacmanState]) -> int:
+    """Tiles seen holding a pellet, later seen empty, and later still holding one again.
+
+    "Empty" means visibly empty: Pacman and ghosts hide the tile under them, so a ghost passing over
+    a pellet is not an eaten pellet. In the real game a pellet is gone once eaten, so this is 0.
+    """
+    had_pellet = np.zeros((GRID, GRID), dtype=bool)
+    emptied = np.zeros((GRID, GRID), dtype=bool)
+    reappeared = np.zeros((GRID, GRID), dtype=bool)
+    for state in states:
+        pellets = state.pellets | state.power_pellets
+        covered = state.walls.copy()
+        for tile in (*state.ghosts, *([state.pacman] if state.pacman is not None else [])):
+            covered[tile] = True
+        reappeared |= emptied & pellets
+        emptied |= had_pellet & ~pellets & ~covered
+        had_pellet |= pellets
+    return int(reappeared.sum())
+
+
+def precision_recall(predicted, actual) -> tuple[float, float]:
+    """(precision, recall) of boolean predictions; 0 where nothing was predicted / nothing happened,
+    the convention of the training logs (worldmodel.samples), so the two agree."""
+    predicted, actual = np.asarray(predicted, dtype=bool), np.asarray(actual, dtype=bool)
+    hits = int((predicted & actual).sum())
+    return hits / max(1, int(predicted.sum())), hits / max(1, int(actual.sum()))
+
+
+def per_step_mean(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Mean over rollouts (axis 0) of (B, T) values where ``valid``; NaN at steps no rollout reached."""
+    values, valid = np.asarray(values, dtype=np.float64), np.asarray(valid, dtype=bool)
+    counts = valid.sum(axis=0)
+    totals = np.where(valid, values, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, totals / np.maximum(counts, 1), np.nan)
+
+
+def at_step(curve: np.ndarray, step: int) -> float:
+    """The value of a per-step curve at 1-based ``step`` (NaN when the curve is shorter)."""
+    return float(curve[step - 1]) if 0 < step <= len(curve) else float("nan")

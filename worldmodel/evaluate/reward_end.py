@@ -1,0 +1,39 @@
+"""Reward and end heads on real transitions: both latents come from encoded recorded frames, so this
+scores the heads alone, not the frames the model generates."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from worldmodel.evaluate.episodes import HeldOutEpisode
+from worldmodel.evaluate.game_metrics import precision_recall
+
+PELLET_REWARD = 0.5  # a reward above this counts as a pellet eaten (pellets give +1)
+END_PROBABILITY = 0.5  # the threshold WorldModelEnv ends episodes at
+
+
+@torch.no_grad()
+def reward_end_accuracy(model, episodes: list[HeldOutEpisode]) -> dict[str, float]:
+    previous = torch.cat([e.latents[:-1] for e in episodes]).to(model.device)  # (N, C, h, w)
+    following = torch.cat([e.latents[1:] for e in episodes]).to(model.device)
+    actions = torch.from_numpy(np.concatenate([e.actions for e in episodes])).to(model.device)  # (N,)
+    reward, end_probability = model.predict_reward_end(previous, following, actions)
+    real_reward = np.concatenate([e.rewards for e in episodes])
+    real_end = np.concatenate([e.terminated for e in episodes])
+    predicted_reward = reward.float().cpu().numpy() > PELLET_REWARD
+    predicted_end = end_probability.float().cpu().numpy() > END_PROBABILITY
+    reward_precision, reward_recall = precision_recall(predicted_reward, real_reward > PELLET_REWARD)
+    end_precision, end_recall = precision_recall(predicted_end, real_end)
+    return {
+        "reward_precision": reward_precision,
+        "reward_recall": reward_recall,
+        "end_precision": end_precision,
+        "end_recall": end_recall,
+        "transitions": len(actions),
+        "reward_events": int((real_reward > PELLET_REWARD).sum()),
+        "reward_predicted": int(predicted_reward.sum()),
+        "end_events": int(real_end.sum()),
+        "end_predicted": int(predicted_end.sum()),
+        "reward_mae": float(np.abs(reward.float().cpu().numpy() - real_reward).mean()),
+    }
