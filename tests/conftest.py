@@ -12,6 +12,10 @@ import envs  # noqa: E402
 from worldmodel.config import load_config  # noqa: E402
 from worldmodel.model import WorldModel  # noqa: E402
 
+# The test models are tiny: one thread is as fast, and two threads spin-wait badly when other work
+# holds the cores (25x slower measured on a busy 2-core machine).
+torch.set_num_threads(1)
+
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

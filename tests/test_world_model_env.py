@@ -1,0 +1,184 @@
+"""WorldModelEnv and WorldModelVectorEnv: the Gymnasium contract, reproducibility, autoreset and the
+errors a user can cause (bad actions, missing or foreign checkpoints, context files of another game)."""
+
+import warnings
+
+import gymnasium
+import numpy as np
+import pytest
+import stable_baselines3.common.env_checker
+from gymnasium.utils.env_checker import check_env
+
+import envs
+import recorder
+import worldmodel
+import worldmodel.env
+from worldmodel import WorldModelEnv, WorldModelVectorEnv
+from worldmodel.model import CheckpointError
+
+
+@pytest.fixture(scope="module")
+def model(tiny_checkpoint):
+    return worldmodel.env.load_world_model(tiny_checkpoint, "cpu")
+
+
+def record_context_file(path, env_id="Pacman-v0", frame_size=64, steps=6):
+    """A trajectory file of one real Pacman episode, labelled as ``env_id`` at ``frame_size``."""
+    game = envs.make_env("Pacman-v0", frame_size=frame_size)
+    frame, _ = game.reset(seed=7)
+    frames, actions = [frame], []
+    for step in range(steps):
+        frame, *_ = game.step(1 + step % 4)
+        frames.append(frame)
+        actions.append(1 + step % 4)
+    writer = recorder.TrajectoryWriter(path, env_id, list(envs.ACTION_MEANINGS), (frame_size, frame_size))
+    zeros = np.zeros(steps)
+    writer.add_episode(np.stack(frames), actions, zeros, zeros.astype(bool), zeros.astype(bool), seed=7)
+    writer.close()
+    return np.stack(frames)
+
+
+def play(env, actions, seed):
+    frames, rewards, flags = [env.reset(seed=seed)[0]], [], []
+    for action in actions:
+        frame, reward, terminated, truncated, _ = env.step(action)
+        frames.append(frame)
+        rewards.append(reward)
+        flags.append((terminated, truncated))
+    return np.stack(frames), rewards, flags
+
+
+def test_passes_the_gymnasium_and_stable_baselines3_checkers(model, tiny_checkpoint):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # Made through the registry, so the checker can also try the other render mode.
+        env = gymnasium.make("WorldModel-v0", checkpoint=tiny_checkpoint, render_mode="rgb_array")
+        check_env(env.unwrapped, skip_render_check=False)
+        stable_baselines3.common.env_checker.check_env(WorldModelEnv(model), warn=True)
+
+
+def test_registered_as_worldmodel_v0(tiny_checkpoint):
+    env = gymnasium.make("WorldModel-v0", checkpoint=tiny_checkpoint, max_episode_steps=2)
+    frame, _ = env.reset(seed=0)
+    assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
+    env.step(0)
+    assert env.step(0)[3] is True  # truncated after max_episode_steps
+
+
+def test_step_returns_python_types_and_the_predicted_end(model):
+    env = WorldModelEnv(model)
+    env.reset(seed=0)
+    frame, reward, terminated, truncated, info = env.step(np.int64(2))
+    assert env.observation_space.contains(frame)
+    assert type(reward) is float and type(terminated) is bool and type(truncated) is bool
+    assert terminated == (info["predicted_end_probability"] > 0.5)
+    assert info["step"] == 1
+
+
+def test_same_seed_same_trajectory_and_other_seeds_differ(model):
+    actions = [1, 2, 2, 4, 0, 3]
+    first, rewards, flags = play(WorldModelEnv(model), actions, seed=3)
+    again, rewards_again, flags_again = play(WorldModelEnv(model), actions, seed=3)
+    other, _, _ = play(WorldModelEnv(model), actions, seed=4)
+    np.testing.assert_array_equal(first, again)
+    assert rewards == rewards_again and flags == flags_again
+    assert not np.array_equal(first[1:], other[1:])
+
+
+def test_reset_starts_from_the_real_game(model):
+    env = WorldModelEnv(model)
+    frame, _ = env.reset(seed=5)
+    game = envs.make_env("Pacman-v0")
+    real, _ = game.reset(seed=env.context.seed)
+    for action in env.context.replay_actions:
+        real, *_ = game.step(action)
+    np.testing.assert_array_equal(frame, real)
+    assert env.context.actions[0] == 0 and len(env.context.frames) == model.settings.history_length
+
+
+@pytest.mark.parametrize("action", [5, -1, 1.0, "UP", True, np.array([1, 2])])
+def test_invalid_action_is_refused_with_the_valid_range(model, action):
+    env = WorldModelEnv(model)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"action.*(0 to 4|\[0, 5\))"):
+        env.step(action)
+
+
+def test_batched_env_reproduces_single_envs_with_autoreset(model):
+    num_envs, steps = 3, 7
+    actions = np.random.default_rng(0).integers(5, size=(steps, num_envs))
+    batched = WorldModelVectorEnv(num_envs, model, max_episode_steps=3)
+    batch_frames = [batched.reset(seed=20)[0]]
+    batch_results = []
+    for step_actions in actions:
+        frames, rewards, terminated, truncated, _ = batched.step(step_actions)
+        batch_frames.append(frames)
+        batch_results.append((rewards, terminated, truncated))
+    for i in range(num_envs):
+        single = WorldModelEnv(model, max_episode_steps=3)
+        frames, ended = [single.reset(seed=20 + i)[0]], False
+        for step, step_actions in enumerate(actions):
+            rewards, terminated, truncated = batch_results[step]
+            if ended:  # next-step autoreset: the copy starts a new episode and ignores the action
+                frame, ended = single.reset()[0], False
+                assert (rewards[i], terminated[i], truncated[i]) == (0.0, False, False)
+            else:
+                frame, reward, single_terminated, single_truncated, _ = single.step(step_actions[i])
+                ended = single_terminated or single_truncated
+                assert reward == pytest.approx(rewards[i], abs=1e-4)
+                assert (single_terminated, single_truncated) == (terminated[i], truncated[i])
+            frames.append(frame)
+        difference = np.abs(np.stack(frames).astype(int) - np.stack(batch_frames)[:, i].astype(int))
+        assert difference.max() <= 2  # batched arithmetic may round a pixel differently
+
+
+def test_autoreset_returns_the_next_episode_start(model):
+    batched = WorldModelVectorEnv(2, model, max_episode_steps=2)
+    assert batched.metadata["autoreset_mode"] == gymnasium.vector.AutoresetMode.NEXT_STEP
+    batched.reset(seed=0)
+    batched.step([1, 1])
+    _, _, _, truncated, _ = batched.step([1, 1])
+    assert truncated.all()
+    frames, rewards, terminated, truncated, info = batched.step([1, 1])
+    assert not terminated.any() and not truncated.any() and (rewards == 0).all()
+    assert (info["step"] == 0).all() and not info["_predicted_end_probability"].any()
+    for i in range(2):
+        np.testing.assert_array_equal(frames[i], batched.contexts[i].frames[-1])
+    with pytest.raises(ValueError, match="out of range"):
+        batched.step([0, 9])
+
+
+def test_recorded_context_file(model, tmp_path):
+    recorded = record_context_file(tmp_path / "pacman.h5")
+    env = WorldModelEnv(model, context=tmp_path / "pacman.h5")
+    frame, _ = env.reset(seed=1)
+    k = model.settings.history_length
+    starts = [
+        s for s in range(len(recorded) - k + 1) if np.array_equal(recorded[s : s + k], env.context.frames)
+    ]
+    assert starts and np.array_equal(frame, recorded[starts[0] + k - 1])
+    env.step(0)
+
+
+@pytest.mark.parametrize(
+    "env_id, frame_size, named",
+    [("ALE/MsPacman-v5", 64, ["ALE/MsPacman-v5", "Pacman-v0"]), ("Pacman-v0", 32, ["(32, 32)", "(64, 64)"])],
+)
+def test_context_file_of_another_game_or_size_is_refused(model, tmp_path, env_id, frame_size, named):
+    path = tmp_path / "other.h5"
+    record_context_file(path, env_id=env_id, frame_size=frame_size)
+    with pytest.raises(ValueError) as error:
+        WorldModelEnv(model, context=path)
+    assert all(name in str(error.value) for name in named)
+
+
+def test_missing_or_foreign_checkpoint_is_refused(tmp_path, monkeypatch):
+    with pytest.raises(CheckpointError, match="not found"):
+        WorldModelEnv(tmp_path / "nowhere")
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "model.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="not a world-model checkpoint"):
+        WorldModelEnv(tmp_path / "foreign")
+    monkeypatch.setattr(worldmodel.env, "DEFAULT_CHECKPOINT", tmp_path / "checkpoints" / "pacman-64")
+    with pytest.raises(CheckpointError, match="train.py"):
+        WorldModelEnv()

@@ -1,0 +1,173 @@
+"""Many copies of the learned game stepped in one forward pass of the world model, for RL throughput.
+Under the same seeds copy i plays exactly the episodes of a ``WorldModelEnv`` seeded ``seed + i``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from worldmodel.env import (
+    END_THRESHOLD,
+    LatentGames,
+    WorldModelEnv,
+    begin_episode,
+    load_world_model,
+    make_context_source,
+)
+from worldmodel.model import WorldModel
+
+
+class WorldModelVectorEnv(VectorEnv):
+    """``num_envs`` learned games with next-step autoreset: the step after an episode ends resets that
+    copy (its action is ignored, reward 0, flags False) and returns the new episode's first frame."""
+
+    metadata = {
+        "render_modes": ["rgb_array"],
+        "render_fps": WorldModelEnv.metadata["render_fps"],
+        "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
+
+    def __init__(
+        self,
+        num_envs: int,
+        checkpoint: str | Path | WorldModel | None = None,
+        context: str | Path = "real",
+        max_episode_steps: int = 1000,
+        sampling_steps: int | None = None,
+        guidance_scale: float | None = None,
+        context_noise: float | None = None,
+        device: str | torch.device = "cpu",
+        render_mode: str | None = None,
+    ):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
+            )
+        self.model = load_world_model(checkpoint, device)
+        self.settings = self.model.settings
+        self.num_envs = num_envs
+        self.render_mode = render_mode
+        size = self.settings.frame_size
+        self.single_observation_space = spaces.Box(0, 255, (size, size, 3), np.uint8)
+        self.single_action_space = spaces.Discrete(self.settings.num_actions)
+        self.observation_space = batch_space(self.single_observation_space, num_envs)
+        self.action_space = batch_space(self.single_action_space, num_envs)
+        self.action_meanings = tuple(self.settings.action_meanings)
+        self.max_episode_steps = int(max_episode_steps)
+        defaults = self.settings.sampler
+        self.sampling_steps = defaults.sampling_steps if sampling_steps is None else int(sampling_steps)
+        self.guidance_scale = defaults.guidance_scale if guidance_scale is None else float(guidance_scale)
+        self.context_noise = defaults.context_noise if context_noise is None else float(context_noise)
+        self.context_source = make_context_source(context, self.settings)
+        self.contexts = [None] * num_envs  # each copy's current episode start
+        # One random stream per copy, as a single env has: that is what makes copies reproducible alone.
+        self.env_rngs = [seeding.np_random()[0] for _ in range(num_envs)]
+        self._games = LatentGames(self.model, num_envs)
+        self._observations = np.zeros(self.observation_space.shape, dtype=np.uint8)  # (N, H, W, 3)
+        self._step_counts = np.zeros(num_envs, dtype=np.int64)
+        self._needs_reset = np.zeros(num_envs, dtype=bool)
+        self._started = False
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
+        """Resets every copy, or those in ``options["reset_mask"]``; ``seed=s`` seeds copy i with s + i."""
+        if isinstance(seed, int):
+            super().reset(seed=seed)
+            seed = [seed + i for i in range(self.num_envs)]
+        elif seed is None:
+            seed = [None] * self.num_envs
+        if len(seed) != self.num_envs:
+            raise ValueError(f"reset needs {self.num_envs} seeds (one per copy), got {len(seed)}")
+        mask = np.ones(self.num_envs, dtype=bool)
+        if options and "reset_mask" in options:
+            mask = np.asarray(options["reset_mask"], dtype=bool)
+            if mask.shape != (self.num_envs,):
+                raise ValueError(f"reset_mask must have shape ({self.num_envs},), got {mask.shape}")
+        if not self._started and not mask.all():
+            raise RuntimeError("the first reset must reset every copy; call reset() without reset_mask")
+        indices = np.flatnonzero(mask)
+        for index in indices:
+            if seed[index] is not None:
+                self.env_rngs[index] = seeding.np_random(seed[index])[0]
+        self._start(indices)
+        self._started = True
+        return self._observations.copy(), {"step": self._step_counts.copy(), "_step": mask}
+
+    def _start(self, indices: np.ndarray) -> None:
+        episodes = [begin_episode(self.context_source, self.env_rngs[i]) for i in indices]
+        contexts = [context for context, _ in episodes]
+        self._games.start(list(indices), contexts, [sampling_seed for _, sampling_seed in episodes])
+        for index, context in zip(indices, contexts, strict=True):
+            self.contexts[index] = context
+            self._observations[index] = context.frames[-1]
+        self._step_counts[indices] = 0
+        self._needs_reset[indices] = False
+
+    def step(self, actions):
+        if not self._started:
+            raise RuntimeError("WorldModelVectorEnv.step() was called before reset(); call reset() first")
+        actions = self._check_actions(actions)
+        resetting = self._needs_reset.copy()
+        stepping = np.flatnonzero(~resetting)
+        rewards = np.zeros(self.num_envs, dtype=np.float64)
+        end_probability = np.zeros(self.num_envs, dtype=np.float64)
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        if len(stepping):
+            subset = None if len(stepping) == self.num_envs else stepping  # no gather when all step
+            frames, step_rewards, step_ends = self._games.step(
+                torch.from_numpy(actions[stepping]), self.sampling(), subset
+            )
+            self._observations[stepping] = frames
+            rewards[stepping] = step_rewards
+            end_probability[stepping] = step_ends
+            self._step_counts[stepping] += 1
+            terminated[stepping] = step_ends > END_THRESHOLD
+            truncated[stepping] = self._step_counts[stepping] >= self.max_episode_steps
+        if resetting.any():
+            self._start(np.flatnonzero(resetting))
+        self._needs_reset = terminated | truncated
+        info = {
+            "predicted_end_probability": end_probability,
+            "_predicted_end_probability": ~resetting,
+            "step": self._step_counts.copy(),
+            "_step": np.ones(self.num_envs, dtype=bool),
+        }
+        return self._observations.copy(), rewards, terminated, truncated, info
+
+    def _check_actions(self, actions) -> np.ndarray:
+        actions = np.asarray(actions)
+        n = self.single_action_space.n
+        if actions.shape != (self.num_envs,) or not np.issubdtype(actions.dtype, np.integer):
+            raise ValueError(
+                f"actions must be {self.num_envs} integers in [0, {n}), got {actions.dtype} of shape {actions.shape}"
+            )
+        bad = (actions < 0) | (actions >= n)
+        if bad.any():
+            raise ValueError(
+                f"actions {actions[bad].tolist()} are out of range: valid actions are 0 to {n - 1}"
+            )
+        return actions.astype(np.int64, copy=False)
+
+    def sampling(self) -> dict:
+        """The sampler settings the next step uses."""
+        return {
+            "sampling_steps": self.sampling_steps,
+            "guidance_scale": self.guidance_scale,
+            "context_noise": self.context_noise,
+        }
+
+    def render(self):
+        if self.render_mode == "rgb_array":
+            return tuple(self._observations.copy())
+        return None
+
+    def close_extras(self, **kwargs):
+        self.context_source.close()
