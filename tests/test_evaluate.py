@@ -1,0 +1,214 @@
+"""The evaluation: its scores on constructed frames and states with known answers, the scripted
+maze circuit in the real game, and the command end to end on a tiny checkpoint and recording."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import envs
+from envs.maze import GRID, PACMAN_START, TILE, WALLS
+from recorder import TrajectoryWriter
+from recorder.__main__ import main as record
+from worldmodel.evaluate.__main__ import main as evaluate
+from worldmodel.evaluate.control import MazeCircuit
+from worldmodel.evaluate.game_metrics import (
+    at_step,
+    pacman_tile_count,
+    pellet_reappearances,
+    per_step_mean,
+    precision_recall,
+    tile_agreement,
+    wall_agreement,
+)
+
+REQUIRED_KEYS = (
+    "psnr_teacher_forced",
+    "psnr_copy_last",
+    "ssim_teacher_forced",
+    "pacman_tile_agreement_at_16",
+    "wall_agreement_at_1000",
+    "reward_precision",
+    "reward_recall",
+    "end_precision",
+    "end_recall",
+    "step_fps",
+)
+
+
+@pytest.fixture(scope="module")
+def frame() -> np.ndarray:
+    frame, _ = envs.PacmanEnv().reset(seed=0)
+    return frame
+
+
+def tile_pixels(frame, tile):
+    row, col = tile
+    return frame[row * TILE : (row + 1) * TILE, col * TILE : (col + 1) * TILE]
+
+
+def state(pellets=(), ghosts=(), pacman=None) -> envs.PacmanState:
+    mask = np.zeros((GRID, GRID), dtype=bool)
+    for tile in pellets:
+        mask[tile] = True
+    return envs.PacmanState(pacman, tuple(ghosts), mask, WALLS.copy(), np.zeros_like(mask))
+
+
+# ---- scores on constructed cases ------------------------------------------------------------------
+def test_a_frame_without_pacman_disagrees_and_has_no_single_pacman(frame):
+    removed = frame.copy()
+    tile_pixels(removed, PACMAN_START)[:] = 0
+    real, generated = envs.parse_frame(frame), envs.parse_frame(removed)
+    assert tile_agreement([real, generated], [real, real]).tolist() == [True, False]
+    assert pacman_tile_count(frame) == 1
+    assert pacman_tile_count(removed) == 0
+
+
+def test_a_duplicated_pacman_counts_two_tiles(frame):
+    doubled = frame.copy()
+    tile_pixels(doubled, (14, 2))[:] = tile_pixels(frame, PACMAN_START)
+    assert pacman_tile_count(doubled) == 2
+
+
+def test_wall_agreement_is_the_share_of_matching_tiles(frame):
+    parsed = envs.parse_frame(frame)
+    assert wall_agreement(parsed, WALLS) == 1.0
+    broken = envs.PacmanState(
+        parsed.pacman, parsed.ghosts, parsed.pellets, ~parsed.walls, parsed.power_pellets
+    )
+    assert wall_agreement(broken, WALLS) == 0.0
+    one_row_wrong = WALLS.copy()
+    one_row_wrong[5] = ~one_row_wrong[5]
+    assert wall_agreement(state(), one_row_wrong) == 1 - GRID / GRID**2
+
+
+def test_an_eaten_pellet_that_comes_back_is_counted_once():
+    tile = (1, 1)
+    states = [state([tile]), state([]), state([tile]), state([]), state([tile])]
+    assert pellet_reappearances(states) == 1
+
+
+def test_pellets_hidden_by_a_ghost_or_pacman_are_not_eaten():
+    tile = (1, 1)
+    assert pellet_reappearances([state([tile]), state([], ghosts=[tile]), state([tile])]) == 0
+    assert pellet_reappearances([state([tile]), state([], pacman=tile), state([])]) == 0
+
+
+def test_the_real_game_never_brings_a_pellet_back():
+    game = envs.PacmanEnv()
+    frame, _ = game.reset(seed=3)
+    explorer = envs.Explorer(seed=3)
+    states = [envs.parse_frame(frame)]
+    for _ in range(80):
+        frame, _, terminated, _, _ = game.step(explorer(frame))
+        states.append(envs.parse_frame(frame))
+        if terminated:
+            break
+    assert pellet_reappearances(states) == 0
+
+
+def test_precision_and_recall_on_small_arrays():
+    assert precision_recall([1, 1, 0, 0], [1, 0, 1, 0]) == (0.5, 0.5)
+    assert precision_recall([1, 1, 1, 0], [1, 1, 0, 0]) == (2 / 3, 1.0)
+    assert precision_recall([0, 0], [1, 0]) == (
+        0.0,
+        0.0,
+    )  # nothing predicted: precision 0, as in training logs
+
+
+def test_per_step_mean_ignores_steps_a_rollout_did_not_reach():
+    values = np.array([[1.0, 0.0, 1.0], [0.0, 1.0, 5.0]])
+    valid = np.array([[True, True, True], [True, True, False]])
+    curve = per_step_mean(values, valid)
+    assert curve.tolist() == [0.5, 0.5, 1.0]
+    assert at_step(curve, 3) == 1.0 and math.isnan(at_step(curve, 4))
+
+
+def test_the_maze_circuit_always_moves_pacman():
+    game = envs.PacmanEnv()
+    frame, _ = game.reset(seed=0)
+    circuit = MazeCircuit()
+    tiles = [game.state.pacman]
+    for _ in range(40):
+        frame, _, terminated, _, _ = game.step(circuit(frame))
+        tiles.append(game.state.pacman)
+        if terminated:
+            break
+    assert len(tiles) > 5  # a ghost soon catches Pacman on this route from the start
+    assert all(a != b for a, b in zip(tiles, tiles[1:], strict=False))
+
+
+# ---- the command --------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "held_out.h5"
+    arguments = [
+        "--env",
+        "Pacman-v0",
+        "--episodes",
+        "3",
+        "--out",
+        str(path),
+        "--max-steps",
+        "40",
+        "--seed",
+        "500",
+    ]
+    assert record(arguments) == 0
+    return path
+
+
+def test_quick_evaluation_writes_every_output(tiny_checkpoint, held_out, tmp_path):
+    out = tmp_path / "report"
+    arguments = ["--checkpoint", str(tiny_checkpoint), "--data", str(held_out), "--out", str(out)]
+    threads = torch.get_num_threads()
+    try:
+        assert evaluate([*arguments, "--quick", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)  # the command sets it for the process; leave other tests theirs
+    expected = [
+        "metrics.json",
+        "report.md",
+        "teacher_forced.png",
+        "rollout_psnr.png",
+        "control.png",
+        "drift.png",
+    ]
+    expected += ["rollout_0.gif", "rollout_1.gif", "circuit_0.gif", "drift.gif"]
+    for name in expected:
+        assert (out / name).stat().st_size > 0, name
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in REQUIRED_KEYS:
+        assert isinstance(metrics[key], float) and math.isfinite(metrics[key]), key
+    assert metrics["replay_matches_recording"] == 1.0
+    assert len(metrics["ablations"]) == 11
+    report = (out / "report.md").read_text()
+    assert f"--data {held_out}" in report
+    assert "![control](control.png)" in report
+
+
+def test_missing_inputs_fail_with_one_line(tiny_checkpoint, held_out, tmp_path, capsys):
+    out = str(tmp_path / "report")
+    assert evaluate(["--checkpoint", str(tmp_path / "none"), "--data", str(held_out), "--out", out]) == 2
+    assert (
+        evaluate(["--checkpoint", str(tiny_checkpoint), "--data", str(tmp_path / "no.h5"), "--out", out]) == 2
+    )
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("error: ") for line in lines)
+    assert "checkpoint" in lines[0] and "no such file" in lines[1]
+
+
+@pytest.mark.parametrize(("env_id", "size"), [("ALE/MsPacman-v5", 64), ("Pacman-v0", 32)])
+def test_data_of_another_game_or_frame_size_is_refused(tiny_checkpoint, tmp_path, capsys, env_id, size):
+    path = tmp_path / "other.h5"
+    with TrajectoryWriter(path, env_id, list(envs.ACTION_MEANINGS), (size, size), 10.0) as writer:
+        frames = np.zeros((5, size, size, 3), dtype=np.uint8)
+        writer.add_episode(
+            frames, np.zeros(4, np.int64), np.zeros(4), np.zeros(4, bool), np.zeros(4, bool), seed=0
+        )
+    arguments = ["--checkpoint", str(tiny_checkpoint), "--data", str(path), "--out", str(tmp_path / "r")]
+    assert evaluate(arguments) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "does not fit this checkpoint" in error
