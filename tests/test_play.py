@@ -1,0 +1,108 @@
+"""play.py as a user runs it: headless recording, the no-display message, clear errors for bad
+checkpoints, the keys that tune sampling, and the real game shown beside the learned one."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+import envs
+import play
+import worldmodel.env
+from worldmodel.env import WorldModelEnv
+from worldmodel.play_ui import pygame
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def run_play(args, tmp_path, **environment):
+    env = {key: value for key, value in os.environ.items() if key not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(OMP_NUM_THREADS="1", **environment)
+    env = {key: value for key, value in env.items() if value is not None}
+    return subprocess.run(
+        [sys.executable, str(REPOSITORY / "play.py"), *map(str, args)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_headless_run_records_a_gif_of_every_step(tiny_checkpoint, tmp_path):
+    result = run_play(
+        ["--checkpoint", tiny_checkpoint, "--headless", "--steps", 5, "--record", "out.gif", "--seed", 0],
+        tmp_path,
+        SDL_VIDEODRIVER="dummy",
+    )
+    assert result.returncode == 0, result.stderr
+    frames = iio.imread(tmp_path / "out.gif", index=None)
+    assert frames.shape[0] == 6  # the first frame and one per step
+    assert frames.shape[1] >= 64 * 8
+
+
+def test_no_display_says_so_and_gives_the_headless_command(tiny_checkpoint, tmp_path):
+    result = run_play(["--checkpoint", tiny_checkpoint], tmp_path, SDL_VIDEODRIVER=None)
+    assert result.returncode == 2
+    assert "no display" in result.stdout
+    assert f"python play.py --checkpoint {tiny_checkpoint} --headless" in result.stdout
+
+
+def test_missing_and_foreign_checkpoints_fail_with_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text("{}")
+    for checkpoint in (tmp_path / "missing", foreign):
+        assert play.main(["--checkpoint", str(checkpoint), "--headless", "--steps", "1"]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and str(checkpoint) in error and "Traceback" not in error
+
+
+def test_unsupported_recording_format_is_refused(capsys):
+    assert play.main(["--headless", "--record", "out.avi"]) == 2
+    assert ".gif or .mp4" in capsys.readouterr().err
+
+
+def test_window_loop_runs_under_the_dummy_driver(tiny_checkpoint, monkeypatch, capsys):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    assert play.main(["--checkpoint", str(tiny_checkpoint), "--steps", "3", "--fps", "1000"]) == 0
+    assert "played 3 steps" in capsys.readouterr().out
+
+
+def test_keys_tune_sampling_and_pause(tiny_checkpoint):
+    session = play.Session(WorldModelEnv(tiny_checkpoint), seed=0)
+    state = {"running": True, "paused": False, "step_once": False, "resized": False}
+    steps, guidance = session.env.sampling_steps, session.env.guidance_scale
+    for key in (
+        pygame.K_RIGHTBRACKET,
+        pygame.K_RIGHTBRACKET,
+        pygame.K_LEFTBRACKET,
+        pygame.K_EQUALS,
+        pygame.K_p,
+    ):
+        play.handle_key(key, session, state)
+    assert session.env.sampling_steps == steps + 1
+    assert session.env.guidance_scale == pytest.approx(guidance + 0.25)
+    assert state["paused"]
+    play.handle_key(pygame.K_q, session, state)
+    assert not state["running"]
+
+
+def test_real_game_follows_the_same_actions(tiny_checkpoint, monkeypatch):
+    monkeypatch.setattr(worldmodel.env, "END_THRESHOLD", 1.0)  # the untrained end head must not end it
+    session = play.Session(WorldModelEnv(tiny_checkpoint), seed=1)
+    session.toggle_real()
+    np.testing.assert_array_equal(session.real_frame, session.frame)  # both start from the context
+    actions = [2, 2, 1, 3]
+    for action in actions:
+        session.step(action)
+    game = envs.make_env("Pacman-v0")
+    real, _ = game.reset(seed=session.env.context.seed)
+    for action in [*session.env.context.replay_actions, *actions]:
+        real, *_ = game.step(int(action))
+    np.testing.assert_array_equal(session.real_frame, real)
