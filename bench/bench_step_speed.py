@@ -1,0 +1,187 @@
+"""Frames per second of the learned game: WorldModelEnv.step alone and WorldModelVectorEnv at batch
+1, 8 and 32, at the checkpoint's sampler defaults; writes bench/results/step_speed.md and a bar chart."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPOSITORY))
+
+import envs  # noqa: E402
+from worldmodel.config import load_config  # noqa: E402
+from worldmodel.env import DEFAULT_CHECKPOINT, WorldModelEnv, load_world_model  # noqa: E402
+from worldmodel.model import WorldModel  # noqa: E402
+from worldmodel.vector_env import WorldModelVectorEnv  # noqa: E402
+
+WARMUP_STEPS = 10
+BATCH_SIZES = (1, 8, 32)
+NO_END = 2.0  # an end threshold no probability reaches: timing never includes an autoreset
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="checkpoint directory (default: checkpoints/pacman-64, else runs/pacman-64/checkpoint, "
+                        "else an untrained model of --config: speed does not depend on training)")  # fmt: skip
+    parser.add_argument("--config", type=Path, default=REPOSITORY / "configs" / "pacman-64.yaml")
+    parser.add_argument(
+        "--steps", type=int, default=200, help="timed steps per measurement (>= 200 for the report)"
+    )
+    parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()],
+                        help="torch CPU thread counts to measure")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=REPOSITORY / "bench" / "results" / "step_speed.md")
+    return parser.parse_args()
+
+
+def load_model(args) -> tuple[WorldModel, str]:
+    if args.checkpoint is not None:
+        return load_world_model(args.checkpoint, "cpu"), f"checkpoint `{args.checkpoint}`"
+    for candidate in (DEFAULT_CHECKPOINT, REPOSITORY / "runs" / "pacman-64" / "checkpoint"):
+        if (candidate / "world_model.json").is_file():
+            return load_world_model(candidate, "cpu"), f"checkpoint `{candidate.relative_to(REPOSITORY)}`"
+    torch.manual_seed(0)
+    model = WorldModel.from_config(load_config(args.config), list(envs.ACTION_MEANINGS)).eval()
+    return (
+        model,
+        f"untrained model of `{args.config.relative_to(REPOSITORY)}` (no trained checkpoint existed yet)",
+    )
+
+
+def time_single_env(model: WorldModel, device: str, steps: int) -> float:
+    """Median steps per second of WorldModelEnv.step."""
+    env = WorldModelEnv(model, device=device, max_episode_steps=10**9)
+    env.reset(seed=0)
+    actions = np.random.default_rng(0).integers(env.action_space.n, size=WARMUP_STEPS + steps)
+    durations = []
+    for index, action in enumerate(actions):
+        start = time.perf_counter()
+        _, _, terminated, _, _ = env.step(int(action))
+        if index >= WARMUP_STEPS:
+            durations.append(time.perf_counter() - start)
+        if terminated:
+            env.reset()  # outside the timed call
+    env.close()
+    return 1.0 / statistics.median(durations)
+
+
+def time_batched_env(model: WorldModel, device: str, batch: int, steps: int) -> float:
+    """Median frames per second (batch / seconds per step) of WorldModelVectorEnv.step."""
+    import worldmodel.vector_env
+
+    vector_env = WorldModelVectorEnv(batch, model, device=device, max_episode_steps=10**9)
+    worldmodel.vector_env.END_THRESHOLD, saved = NO_END, worldmodel.vector_env.END_THRESHOLD
+    try:
+        vector_env.reset(seed=0)
+        rng = np.random.default_rng(0)
+        durations = []
+        for index in range(WARMUP_STEPS + steps):
+            actions = rng.integers(vector_env.single_action_space.n, size=batch)
+            start = time.perf_counter()
+            vector_env.step(actions)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if index >= WARMUP_STEPS:
+                durations.append(time.perf_counter() - start)
+    finally:
+        worldmodel.vector_env.END_THRESHOLD = saved
+        vector_env.close()
+    return batch / statistics.median(durations)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main() -> None:
+    args = parse_args()
+    model, source = load_model(args)
+    load_before = os.getloadavg()[0]
+    rows = []  # (device, threads, what, frames per second)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        for threads in args.threads if device == "cpu" else [torch.get_num_threads()]:
+            torch.set_num_threads(threads)
+            model.to(device)
+            fps = time_single_env(model, device, args.steps)
+            rows.append((device, threads, "WorldModelEnv.step", fps))
+            print(f"{device} threads={threads} single env: {fps:.1f} frames/s", flush=True)
+            for batch in BATCH_SIZES:
+                fps = time_batched_env(model, device, batch, args.steps)
+                rows.append((device, threads, f"vector env, batch {batch}", fps))
+                print(f"{device} threads={threads} batch {batch}: {fps:.1f} frames/s", flush=True)
+    write_report(args, source, model, rows, load_before, os.getloadavg()[0])
+
+
+def write_report(args, source, model, rows, load_before, load_after) -> None:
+    sampler = model.settings.sampler
+    command = shlex.join(["python", *sys.argv])
+    lines = [
+        "# WorldModelEnv step speed",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Model: {source}; K={model.settings.history_length}, "
+        f"sampling steps {sampler.sampling_steps}, guidance scale {sampler.guidance_scale} "
+        f"({'two passes batched as one' if sampler.guidance_scale != 1.0 else 'one pass'}), "
+        f"context noise {sampler.context_noise}.",
+        "",
+        f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"load average {load_before:.1f} before / {load_after:.1f} after the run"
+        + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+        + ".",
+        "",
+        f"Median over {args.steps} timed steps after {WARMUP_STEPS} warm-up steps; each step samples the next "
+        "latent, decodes the frame and predicts reward and end. Frames per second = envs x steps per second.",
+        "",
+        "| device | torch threads | what | frames / s |",
+        "|---|---|---|---|",
+        *[f"| {device} | {threads} | {what} | {fps:.1f} |" for device, threads, what, fps in rows],
+        "",
+        f"![frames per second]({args.out.with_suffix('.png').name})",
+        "",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines))
+    plot(rows, args.out.with_suffix(".png"))
+    print(f"wrote {args.out}")
+
+
+def plot(rows, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{what}\n{device}, {threads} thr" for device, threads, what, _ in rows]
+    values = [fps for *_, fps in rows]
+    figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 4))
+    bars = axis.bar(range(len(rows)), values, color="#3b6ea8")
+    axis.bar_label(bars, fmt="%.0f")
+    axis.axhline(20, color="grey", linestyle="--", linewidth=1, label="20 frames/s target (single env)")
+    axis.set_xticks(range(len(rows)), labels, fontsize=7)
+    axis.set_ylabel("frames per second")
+    axis.set_title("WorldModelEnv / WorldModelVectorEnv step speed")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()
