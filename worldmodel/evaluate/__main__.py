@@ -36,6 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (1 when another job shares the CPU)"
     )
+    parser.add_argument("--device", default="cpu", help="torch device to run the model on, e.g. cuda")
     args = parser.parse_args(argv)
     if args.episodes is not None and args.episodes < 1:
         parser.error("--episodes must be positive")

@@ -34,12 +34,15 @@ def plot_teacher_forced(scores: dict[str, np.ndarray], path: Path) -> None:
     plt.close(figure)
 
 
-def plot_curves(path: Path, ylabel: str, curves: dict[str, np.ndarray]) -> None:
+def plot_curves(path: Path, ylabel: str, curves: dict[str, np.ndarray], share: bool = False) -> None:
+    """Per-step curves on one axis; ``share`` fixes the axis to [0, 1] so runs compare by eye."""
     figure, axis = plt.subplots(figsize=(7, 3.5))
     for label, curve in curves.items():
         axis.plot(np.arange(1, len(curve) + 1), curve, label=label)
     axis.set_xlabel("generated step")
     axis.set_ylabel(ylabel)
+    if share:
+        axis.set_ylim(-0.02, 1.02)
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()

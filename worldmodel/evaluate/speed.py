@@ -36,7 +36,7 @@ def _median_fps(step, steps: int, frames_per_step: int) -> float:
 
 def step_fps(model, steps: int, seed: int, **sampling) -> float:
     """Frames per second of ``WorldModelEnv.step`` with these sampler settings (median over ``steps``)."""
-    env = WorldModelEnv(model, context="real", **sampling)
+    env = WorldModelEnv(model, context="real", device=model.device, **sampling)
     env.reset(seed=seed)
     actions = iter(np.random.default_rng(seed).integers(env.action_space.n, size=WARMUP_STEPS + steps))
     try:
