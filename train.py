@@ -72,6 +72,8 @@ def train_stage(name, module, batch_loss, evaluate, stage, run_dir, accelerator,
     accelerator.register_for_checkpointing(ema)
     state_dir = run_dir / "state" / name
     progress = load_training_state(accelerator, state_dir) or {"step": 0, "elapsed": 0.0}
+    if progress["step"] and accelerator.is_main_process:
+        print(f"[{name}] resuming from step {progress['step']} ({state_dir})")
     ema.to(accelerator.device)
     step, started = progress["step"], time.monotonic() - progress["elapsed"]
     log_path = run_dir / f"{name}_eval.csv"

@@ -1,0 +1,147 @@
+"""train.py end to end on a small recorded file with configs/tiny.yaml: a loadable checkpoint,
+resume after a kill, and clear errors for a run directory or data file that does not fit."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from worldmodel.model import load
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+TINY = str(REPOSITORY / "configs" / "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def recorded_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "pacman.h5"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "recorder",
+            "--env",
+            "Pacman-v0",
+            "--episodes",
+            "4",
+            "--out",
+            str(path),
+            "--max-steps",
+            "30",
+            "--seed",
+            "0",
+        ],
+        check=True,
+        cwd=REPOSITORY,
+        capture_output=True,
+    )
+    return path
+
+
+def test_train_all_stages_writes_a_loadable_checkpoint(recorded_file, tmp_path):
+    run_dir = tmp_path / "run"
+    assert train.main(["--config", TINY, "--data", str(recorded_file), "--out", str(run_dir)]) == 0
+    model = load(run_dir / "checkpoint")
+    assert set(model.settings.training["stages"]) == {"vae", "dit", "heads"}
+    assert model.settings.env_id == "Pacman-v0"
+    assert model.vae.config.scaling_factor != 1.0  # measured from the data
+    history = torch.zeros(1, model.settings.history_length, model.settings.latent_channels, 16, 16)
+    frame = model.decode(
+        model.predict_next(history, torch.zeros(1, model.settings.history_length + 1).long())
+    )
+    assert frame.shape == (1, 64, 64, 3)
+    # What a person looks at: reconstructions, rollout GIFs, evaluation curves, TensorBoard logs.
+    assert list((run_dir / "samples").glob("vae_step*.png"))
+    assert list((run_dir / "samples").glob("dit_step*.gif"))
+    assert "psnr_teacher_forced" in (run_dir / "dit_eval.csv").read_text()
+    assert list((run_dir / "logs").rglob("events.out.tfevents*"))
+
+
+def progress_step(run_dir: Path, stage: str) -> int:
+    progress = run_dir / "state" / stage / "progress.json"
+    return json.loads(progress.read_text())["step"] if progress.is_file() else 0
+
+
+def test_training_killed_midway_resumes_from_its_last_save(recorded_file, tmp_path):
+    run_dir = tmp_path / "run"
+    command = [
+        sys.executable,
+        "train.py",
+        "--config",
+        TINY,
+        "--data",
+        str(recorded_file),
+        "--out",
+        str(run_dir),
+        "--stage",
+        "vae",
+        "train.vae.steps=100000",
+        "train.vae.save_every=3",
+        "train.vae.eval_every=100000",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        command, cwd=REPOSITORY, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while progress_step(run_dir, "vae") < 6 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    saved = progress_step(run_dir, "vae")
+    assert saved >= 6, "the trainer never saved a resumable state"
+
+    finish = [
+        "--config",
+        TINY,
+        "--data",
+        str(recorded_file),
+        "--out",
+        str(run_dir),
+        "--stage",
+        "vae",
+        f"train.vae.steps={saved + 2}",
+        "train.vae.save_every=3",
+    ]
+    result = subprocess.run(
+        [sys.executable, "train.py", *finish],
+        cwd=REPOSITORY,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"resuming from step {saved}" in result.stdout
+    assert progress_step(run_dir, "vae") == saved + 2
+    assert load(run_dir / "checkpoint").settings.training["stages"]["vae"]["steps"] == saved + 2
+
+
+def test_a_run_directory_of_another_config_is_refused(recorded_file, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    base = ["--config", TINY, "--data", str(recorded_file), "--out", str(run_dir), "--stage", "heads"]
+    assert train.main([*base, "train.heads.steps=1"]) == 0
+    assert train.main([*base, "dit.num_layers=2"]) == 2
+    assert "another model config (different: dit)" in capsys.readouterr().err
+
+
+def test_data_of_another_game_or_not_a_recording_is_refused(recorded_file, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert (
+        train.main(["--config", TINY, "--data", str(recorded_file), "--out", out, "env_id=ALE/MsPacman-v5"])
+        == 2
+    )
+    assert "recorded from Pacman-v0 but the config is for ALE/MsPacman-v5" in capsys.readouterr().err
+    not_hdf5 = tmp_path / "notes.h5"
+    not_hdf5.write_text("not a recording")
+    assert train.main(["--config", TINY, "--data", str(not_hdf5), "--out", out]) == 2
+    assert str(not_hdf5) in capsys.readouterr().err

@@ -1,0 +1,205 @@
+"""The world model's parts on a tiny config: shapes, the null-action path, sampler determinism,
+a real learning check, checkpoint round trips and the errors a user meets."""
+
+import json
+
+import pytest
+import torch
+
+import envs
+from worldmodel.config import ConfigError, load_config
+from worldmodel.dit import Denoiser
+from worldmodel.flow import flow_matching_loss
+from worldmodel.model import CheckpointError, WorldModel, load
+from worldmodel.sampler import FlowSampler
+
+ACTIONS = list(envs.ACTION_MEANINGS)
+
+
+@pytest.fixture
+def tiny_model() -> WorldModel:
+    torch.manual_seed(0)
+    model = WorldModel.from_config(load_config("configs/tiny.yaml"), ACTIONS).eval()
+    # The output layer starts at zero by design; give it weights so outputs depend on the inputs.
+    torch.nn.init.normal_(model.denoiser.transformer.proj_out.weight, std=0.1)
+    return model
+
+
+def make_inputs(model: WorldModel, batch: int = 3, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    s = model.settings
+    history = torch.randn(
+        batch, s.history_length, s.latent_channels, s.latent_size, s.latent_size, generator=generator
+    )
+    actions = torch.randint(0, s.num_actions, (batch, s.history_length + 1), generator=generator)
+    return history, actions
+
+
+def test_vae_round_trip_shapes(tiny_model):
+    frames = torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8)
+    latents = tiny_model.encode(frames)
+    assert latents.shape == (2, 4, 16, 16)
+    decoded = tiny_model.decode(latents)
+    assert decoded.shape == frames.shape and decoded.dtype == torch.uint8
+
+
+def test_denoiser_and_heads_shapes(tiny_model):
+    history, actions = make_inputs(tiny_model)
+    noisy = torch.randn_like(history[:, 0])
+    velocity = tiny_model.denoiser(
+        noisy, torch.rand(3), history, actions, torch.zeros(3), torch.zeros(3, dtype=torch.bool)
+    )
+    assert velocity.shape == noisy.shape
+    reward, end_probability = tiny_model.predict_reward_end(history[:, -1], noisy, actions[:, -1])
+    assert reward.shape == (3,) and end_probability.shape == (3,)
+    assert ((end_probability >= 0) & (end_probability <= 1)).all()
+
+
+def test_null_action_ignores_actions(tiny_model):
+    history, actions = make_inputs(tiny_model)
+    noisy, t, level = torch.randn_like(history[:, 0]), torch.full((3,), 0.5), torch.zeros(3)
+    other_actions = (actions + 1) % len(ACTIONS)
+    with torch.no_grad():
+        drop = torch.ones(3, dtype=torch.bool)
+        null_a = tiny_model.denoiser(noisy, t, history, actions, level, drop)
+        null_b = tiny_model.denoiser(noisy, t, history, other_actions, level, drop)
+        keep = torch.zeros(3, dtype=torch.bool)
+        cond_a = tiny_model.denoiser(noisy, t, history, actions, level, keep)
+        cond_b = tiny_model.denoiser(noisy, t, history, other_actions, level, keep)
+    assert torch.allclose(null_a, null_b)
+    assert not torch.allclose(cond_a, cond_b)
+
+
+@pytest.mark.parametrize("scheduler", ["euler", "dpm"])
+@pytest.mark.parametrize("guidance_scale", [1.0, 2.0])
+def test_sampler_is_deterministic_under_a_seed(tiny_model, scheduler, guidance_scale):
+    history, actions = make_inputs(tiny_model)
+    tiny_model.settings.sampler.scheduler = scheduler
+
+    def sample(seed):
+        generator = torch.Generator().manual_seed(seed)
+        return tiny_model.predict_next(
+            history, actions, sampling_steps=3, guidance_scale=guidance_scale, generator=generator
+        )
+
+    first, again, other = sample(7), sample(7), sample(8)
+    assert first.shape == history[:, 0].shape
+    assert torch.equal(first, again)
+    assert not torch.allclose(first, other)
+
+
+def test_guidance_combines_conditional_and_null_passes_in_one_batch():
+    calls = []
+
+    def velocity_fn(noisy, timesteps, drop_actions):
+        calls.append(drop_actions.clone())
+        # conditional pass says 1, null pass says 0: guided velocity must be w * 1
+        return (~drop_actions).float().view(-1, 1, 1, 1).expand_as(noisy)
+
+    sampler = FlowSampler(num_steps=1, guidance_scale=3.0)
+    result = sampler.sample(velocity_fn, (2, 1, 2, 2), generator=torch.Generator().manual_seed(0))
+    start = torch.randn((2, 1, 2, 2), generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 1 and calls[0].tolist() == [False, False, True, True]
+    assert torch.allclose(result, start - 3.0)  # one Euler step from t=1 to t=0 with velocity 3
+
+
+def test_sampler_rejects_bad_settings():
+    with pytest.raises(ValueError, match="sampling steps"):
+        FlowSampler(num_steps=0)
+    with pytest.raises(ValueError, match="unknown scheduler"):
+        FlowSampler(scheduler="ddim")
+
+
+def test_tiny_denoiser_overfits_a_fixed_batch():
+    torch.manual_seed(0)
+    overrides = [
+        "flow.p_uncond=0.0",
+        "flow.max_context_noise=0.0",
+        "dit.attention_head_dim=16",
+        "dit.num_layers=2",
+    ]
+    config = load_config("configs/tiny.yaml", overrides)
+    model = WorldModel.from_config(config, ACTIONS)
+    denoiser: Denoiser = model.denoiser.train()
+    history, actions = make_inputs(model, batch=4, seed=1)
+    # A next frame that is the last one moved sideways: learnable from the history, as game motion is.
+    target = history[:, -1].roll(2, dims=-1)
+    optimizer = torch.optim.Adam(denoiser.parameters(), lr=3e-3)
+
+    def average_loss():
+        torch.manual_seed(123)
+        with torch.no_grad():
+            return (
+                sum(
+                    flow_matching_loss(denoiser, target, history, actions, config.flow).item()
+                    for _ in range(8)
+                )
+                / 8
+            )
+
+    start = average_loss()
+    for _ in range(150):
+        loss = flow_matching_loss(denoiser, target, history, actions, config.flow)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert average_loss() < 0.4 * start
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tiny_model, tmp_path):
+    tiny_model.save(tmp_path / "ckpt")
+    loaded = load(tmp_path / "ckpt")
+    history, actions = make_inputs(tiny_model)
+    out = [
+        m.predict_next(history, actions, generator=torch.Generator().manual_seed(3))
+        for m in (tiny_model, loaded)
+    ]
+    assert torch.equal(out[0], out[1])
+    assert loaded.settings.action_meanings == ACTIONS
+    assert loaded.settings.history_length == tiny_model.settings.history_length
+
+
+def test_missing_and_foreign_checkpoints_are_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load(tmp_path / "nowhere")
+    (tmp_path / "foreign").mkdir()
+    with pytest.raises(CheckpointError, match="no world_model.json"):
+        load(tmp_path / "foreign")
+
+
+def test_checkpoint_of_another_format_version_is_refused(tiny_model, tmp_path):
+    tiny_model.save(tmp_path / "ckpt")
+    settings_file = tmp_path / "ckpt" / "world_model.json"
+    record = json.loads(settings_file.read_text())
+    record["format_version"] = 99
+    settings_file.write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match="version 99"):
+        load(tmp_path / "ckpt")
+
+
+def test_checkpoint_whose_parts_come_from_other_configs_is_refused(tiny_model, tmp_path):
+    tiny_model.save(tmp_path / "ckpt")
+    other = WorldModel.from_config(load_config("configs/tiny.yaml", ["history_length=3"]), ACTIONS)
+    other.denoiser.transformer.save_pretrained(tmp_path / "ckpt" / "dit")
+    with pytest.raises(CheckpointError, match="dit.in_channels"):
+        load(tmp_path / "ckpt")
+
+
+def test_checkpoint_whose_weights_do_not_match_its_config_is_refused(tiny_model, tmp_path):
+    tiny_model.save(tmp_path / "ckpt")
+    config_file = tmp_path / "ckpt" / "heads" / "config.json"
+    part_config = json.loads(config_file.read_text())
+    part_config["hidden_channels"] = 12
+    config_file.write_text(json.dumps(part_config))
+    with pytest.raises(CheckpointError, match="'heads' part"):
+        load(tmp_path / "ckpt")
+
+
+def test_config_errors_name_the_problem(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean 'num_layers'"):
+        load_config("configs/tiny.yaml", ["dit.num_layer=3"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config("configs/tiny.yaml", ["dit.num_layers"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    assert load_config("configs/tiny.yaml", ["dit.num_layers=3"]).dit.num_layers == 3
