@@ -78,9 +78,9 @@ class WorldModelVectorEnv(VectorEnv):
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
         """Resets every copy, or those in ``options["reset_mask"]``; ``seed=s`` seeds copy i with s + i."""
-        if isinstance(seed, int):
-            super().reset(seed=seed)
-            seed = [seed + i for i in range(self.num_envs)]
+        if isinstance(seed, int | np.integer):
+            super().reset(seed=int(seed))
+            seed = [int(seed) + i for i in range(self.num_envs)]
         elif seed is None:
             seed = [None] * self.num_envs
         if len(seed) != self.num_envs:
