@@ -3,6 +3,7 @@ one ``save_pretrained`` directory per part plus ``world_model.json`` of the worl
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -127,11 +128,11 @@ class WorldModel(nn.Module):
     ) -> torch.Tensor:
         """Samples the next latent (B, C, h, w) given the history and the actions."""
         defaults = self.settings.sampler
-        sampler = FlowSampler(
-            num_steps=sampling_steps or defaults.sampling_steps,
-            guidance_scale=defaults.guidance_scale if guidance_scale is None else guidance_scale,
-            scheduler=defaults.scheduler,
-            shift=defaults.timestep_shift,
+        sampler = self._sampler(
+            sampling_steps or defaults.sampling_steps,
+            defaults.guidance_scale if guidance_scale is None else guidance_scale,
+            defaults.scheduler,
+            defaults.timestep_shift,
         )
         level_value = defaults.context_noise if context_noise is None else context_noise
         batch = history_latents.shape[0]
@@ -153,6 +154,11 @@ class WorldModel(nn.Module):
         return sampler.sample(
             velocity_fn, shape, generator=generator, device=history.device, dtype=history.dtype
         )
+
+    @functools.lru_cache(maxsize=16)  # noqa: B019 - a handful of settings per model, kept while it lives
+    def _sampler(self, num_steps: int, guidance_scale: float, scheduler: str, shift: float) -> FlowSampler:
+        # Built once per setting: a game loop asks for the same sampler every frame.
+        return FlowSampler(num_steps=num_steps, guidance_scale=guidance_scale, scheduler=scheduler, shift=shift)
 
     @torch.no_grad()
     def predict_reward_end(
