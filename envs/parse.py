@@ -58,12 +58,33 @@ class PacmanState:
     __hash__ = None  # holds arrays, so it is not hashable
 
 
+def _colour_keys(pixels: np.ndarray) -> np.ndarray:
+    """One int per RGB colour, so exact palette colours can be found by a sorted search."""
+    pixels = pixels.astype(np.int32)
+    return (pixels[..., 0] << 16) | (pixels[..., 1] << 8) | pixels[..., 2]
+
+
+_KEY_ORDER = np.argsort(_colour_keys(PALETTE))
+_SORTED_KEYS = _colour_keys(PALETTE)[_KEY_ORDER]
+
+
 def palette_labels(frame: np.ndarray) -> np.ndarray:
     """Index of the nearest palette colour for every pixel, shape (64, 64)."""
-    pixels = frame.reshape(-1, 3).astype(np.float32)
-    # argmin ||x - p||^2 == argmin (||p||^2 - 2 x.p): the ||x||^2 term is the same for every p.
-    scores = _PALETTE_SQUARED_NORM[None, :] - 2.0 * pixels @ _PALETTE.T
-    return scores.argmin(axis=1).reshape(FRAME_SIZE, FRAME_SIZE)
+    pixels = frame.reshape(-1, 3)
+    # Real frames hold palette colours exactly: a sorted search labels them several times faster
+    # than distances do, which matters to the recorder's explorer; other pixels take the distance path.
+    keys = _colour_keys(pixels)
+    position = np.minimum(np.searchsorted(_SORTED_KEYS, keys), len(_SORTED_KEYS) - 1)
+    labels = _KEY_ORDER[position]
+    inexact = _SORTED_KEYS[position] != keys
+    if inexact.mean() > 0.5:  # a generated frame: label every pixel by distance in one product
+        inexact[:] = True
+    if inexact.any():
+        off_palette = pixels[inexact].astype(np.float32)
+        # argmin ||x - p||^2 == argmin (||p||^2 - 2 x.p): the ||x||^2 term is the same for every p.
+        scores = _PALETTE_SQUARED_NORM[None, :] - 2.0 * off_palette @ _PALETTE.T
+        labels[inexact] = scores.argmin(axis=1)
+    return labels.reshape(FRAME_SIZE, FRAME_SIZE)
 
 
 def parse_frame(frame: np.ndarray) -> PacmanState:
