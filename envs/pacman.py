@@ -41,6 +41,7 @@ from envs.render import (
     draw_board,
     paste,
 )
+from envs.window import FrameWindow
 
 PELLET_REWARD = 1.0
 POWER_PELLET_REWARD = 5.0
@@ -81,8 +82,7 @@ class PacmanEnv(gymnasium.Env):
         self.action_space = spaces.Discrete(5)
         self._board = None
         self._frame = None
-        self._window = None
-        self._clock = None
+        self._window = FrameWindow("Pacman", window_scale, self.metadata["render_fps"])
 
     # 1. episode life cycle
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -277,28 +277,8 @@ class PacmanEnv(gymnasium.Env):
         if self.render_mode == "rgb_array":
             return self._frame.copy()
         if self.render_mode == "human":
-            self._show_window()
+            self._window.show(self._frame)
         return None
 
-    def _show_window(self) -> None:
-        import pygame  # only human rendering needs pygame
-
-        size = FRAME_SIZE * self.window_scale
-        if self._window is None:
-            pygame.init()
-            pygame.display.set_caption("Pacman")
-            self._window = pygame.display.set_mode((size, size))
-            self._clock = pygame.time.Clock()
-        pygame.event.pump()
-        surface = pygame.surfarray.make_surface(self._frame.swapaxes(0, 1))
-        self._window.blit(pygame.transform.scale(surface, (size, size)), (0, 0))
-        pygame.display.flip()
-        self._clock.tick(self.metadata["render_fps"])
-
     def close(self):
-        if self._window is not None:
-            import pygame
-
-            pygame.display.quit()
-            pygame.quit()
-            self._window = None
+        self._window.close()

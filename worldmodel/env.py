@@ -13,6 +13,7 @@ from gymnasium import spaces
 
 import envs
 import recorder
+from envs.window import FrameWindow
 from worldmodel.model import CheckpointError, WorldModel, WorldModelSettings
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "pacman-64"
@@ -241,8 +242,7 @@ class WorldModelEnv(gymnasium.Env):
         self._games = LatentGames(self.model, batch=1)
         self._frame: np.ndarray | None = None
         self._step_count = 0
-        self._window = None
-        self._clock = None
+        self._window = FrameWindow("Pacman (world model)", window_scale, self.metadata["render_fps"])
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -283,28 +283,9 @@ class WorldModelEnv(gymnasium.Env):
         if self.render_mode == "rgb_array":
             return self._frame.copy()
         if self.render_mode == "human":
-            self._show_window()
+            self._window.show(self._frame)
         return None
-
-    def _show_window(self) -> None:
-        import pygame  # only human rendering needs a window
-
-        size = self.settings.frame_size * self.window_scale
-        if self._window is None:
-            pygame.init()
-            pygame.display.set_caption("Pacman (world model)")
-            self._window = pygame.display.set_mode((size, size))
-            self._clock = pygame.time.Clock()
-        pygame.event.pump()
-        surface = pygame.surfarray.make_surface(self._frame.swapaxes(0, 1))
-        self._window.blit(pygame.transform.scale(surface, (size, size)), (0, 0))  # nearest neighbour
-        pygame.display.flip()
-        self._clock.tick(self.metadata["render_fps"])
 
     def close(self):
         self.context_source.close()
-        if self._window is not None:
-            import pygame
-
-            pygame.display.quit()
-            self._window = None
+        self._window.close()
