@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import recorder  # noqa: E402
 from recorder import format as trajectory_format  # noqa: E402
 from recorder.policies import make_policy  # noqa: E402
-from recorder.record import action_meanings, make_recording_env, run_episode  # noqa: E402
+from recorder.record import action_meanings, make_recording_env, record_episodes, run_episode  # noqa: E402
 
 
 def bench_compression(compression, episodes: list[dict], env, env_id: str, directory: Path) -> dict:
@@ -43,6 +43,19 @@ def bench_windows(path: Path, window: int, reads: int) -> float:
     return reads / (time.perf_counter() - started)
 
 
+def bench_end_to_end(env_id: str, episodes: int, directory: Path) -> float:
+    """Frames/s of what `python -m recorder --workers 1` does: play with the explorer and write, timed together."""
+    env = make_recording_env(env_id)
+    policy = make_policy("explore", env, seed=1, env_id=env_id)
+    path = directory / "end-to-end.h5"
+    started = time.perf_counter()
+    with recorder.TrajectoryWriter(path, env_id, action_meanings(env), (64, 64), 15) as writer:
+        for episode in record_episodes(env, policy, env_id, "explore", range(episodes), None, 1, 64):
+            writer.add_episode(**episode)
+        frames = writer.num_frames
+    return frames / (time.perf_counter() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", default="Pacman-v0")
@@ -66,6 +79,8 @@ def main() -> None:
             result["record_fps"] = 1 / (1 / play_fps + 1 / result["write_fps"])
             result["windows_per_s"] = bench_windows(result["path"], args.window, 2000)
             rows.append((compression, result))
+        trajectory_format.COMPRESSION = "gzip"
+        end_to_end_fps = bench_end_to_end(args.env, args.episodes, Path(directory))
 
     command = "python bench/bench_recorder.py " + " ".join(sys.argv[1:])
     lines = [
@@ -77,6 +92,9 @@ def main() -> None:
         f"Data: {args.episodes} {args.env} episodes with the explorer policy, {frames} frames of 64x64x3.",
         "",
         f"Playing the game alone (env step + policy): {play_fps:,.0f} frames/s.",
+        "",
+        f"**Recording end to end in one process** (explorer + gzip writes, timed together as the CLI runs): "
+        f"**{end_to_end_fps:,.0f} frames/s**.",
         "",
         "| compression | write only (frames/s) | record = play + write, one process (frames/s) "
         f"| bytes/frame on disk | random {args.window}-frame windows/s |",
