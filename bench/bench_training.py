@@ -59,14 +59,20 @@ def measure_stages(config, device, steps: int) -> dict[str, float]:
         b = train.dit.batch_size
         history = torch.randn(b, s.history_length, *latent, device=device)
         actions = torch.randint(0, s.num_actions, (b, s.history_length + 1), device=device)
-        return flow_matching_loss(model.denoiser, torch.randn(b, *latent, device=device), history, actions,
-                                  config.flow)
+        return flow_matching_loss(
+            model.denoiser, torch.randn(b, *latent, device=device), history, actions, config.flow
+        )
 
     def head_loss():
         b = train.heads.batch_size
-        return heads_loss(model.heads, torch.randn(b, *latent, device=device), torch.randn(b, *latent, device=device),
-                          torch.randint(0, s.num_actions, (b,), device=device), torch.rand(b, device=device),
-                          torch.rand(b, device=device) < 0.1)
+        return heads_loss(
+            model.heads,
+            torch.randn(b, *latent, device=device),
+            torch.randn(b, *latent, device=device),
+            torch.randint(0, s.num_actions, (b,), device=device),
+            torch.rand(b, device=device),
+            torch.rand(b, device=device) < 0.1,
+        )
 
     return {
         "vae": samples_per_second(model.vae, vae_loss, train.vae.batch_size, steps, device),
@@ -83,7 +89,9 @@ def plot_curve(run_dir: Path, out_png: Path) -> list[dict]:
     rows = list(csv.DictReader(log.open()))
     minutes = [float(r["seconds"]) / 60 for r in rows]
     plt.figure(figsize=(6, 4))
-    plt.plot(minutes, [float(r["psnr_teacher_forced"]) for r in rows], "o-", label="world model (teacher-forced)")
+    plt.plot(
+        minutes, [float(r["psnr_teacher_forced"]) for r in rows], "o-", label="world model (teacher-forced)"
+    )
     plt.plot(minutes, [float(r["psnr_copy_last"]) for r in rows], "--", label="copy last frame")
     plt.xlabel("DiT training time (minutes)")
     plt.ylabel("held-out next-frame PSNR (dB)")
@@ -124,7 +132,9 @@ def main() -> None:
         "|---|---|---|---|",
     ]
     for device, stage_rates in rates.items():
-        lines.append(f"| {device} | {stage_rates['vae']:.0f} | {stage_rates['dit']:.0f} | {stage_rates['heads']:.0f} |")
+        lines.append(
+            f"| {device} | {stage_rates['vae']:.0f} | {stage_rates['dit']:.0f} | {stage_rates['heads']:.0f} |"
+        )
     if curve:
         best = max(curve, key=lambda r: float(r["psnr_teacher_forced"]))
         lines += [
@@ -135,8 +145,11 @@ def main() -> None:
             "",
             "| DiT step | minutes | teacher-forced PSNR (dB) | copy-last PSNR (dB) |",
             "|---|---|---|---|",
-            *(f"| {r['step']} | {float(r['seconds']) / 60:.1f} | {float(r['psnr_teacher_forced']):.2f} | "
-              f"{float(r['psnr_copy_last']):.2f} |" for r in curve),
+            *(
+                f"| {r['step']} | {float(r['seconds']) / 60:.1f} | {float(r['psnr_teacher_forced']):.2f} | "
+                f"{float(r['psnr_copy_last']):.2f} |"
+                for r in curve
+            ),
             "",
             f"Best: {float(best['psnr_teacher_forced']):.2f} dB at {float(best['seconds']) / 60:.1f} minutes, "
             f"{float(best['psnr_teacher_forced']) - float(best['psnr_copy_last']):+.2f} dB over copy-last.",

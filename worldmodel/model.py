@@ -158,7 +158,9 @@ class WorldModel(nn.Module):
     @functools.lru_cache(maxsize=16)  # noqa: B019 - a handful of settings per model, kept while it lives
     def _sampler(self, num_steps: int, guidance_scale: float, scheduler: str, shift: float) -> FlowSampler:
         # Built once per setting: a game loop asks for the same sampler every frame.
-        return FlowSampler(num_steps=num_steps, guidance_scale=guidance_scale, scheduler=scheduler, shift=shift)
+        return FlowSampler(
+            num_steps=num_steps, guidance_scale=guidance_scale, scheduler=scheduler, shift=shift
+        )
 
     @torch.no_grad()
     def predict_reward_end(
