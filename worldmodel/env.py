@@ -198,7 +198,23 @@ class LatentGames:
 
 
 # ---- the single environment ----------------------------------------------------------------------------
-class WorldModelEnv(gymnasium.Env):
+class SamplingSettings:
+    """The sampler settings a game may change between steps (play.py's keys do), shared by both envs."""
+
+    sampling_steps: int | None
+    guidance_scale: float | None
+    context_noise: float | None
+
+    def sampling(self) -> dict:
+        """The sampler settings the next step uses."""
+        return {
+            "sampling_steps": self.sampling_steps,
+            "guidance_scale": self.guidance_scale,
+            "context_noise": self.context_noise,
+        }
+
+
+class WorldModelEnv(SamplingSettings, gymnasium.Env):
     """The learned game behind ``reset``/``step``, with the real game's observation and action spaces.
 
     ``context`` is "real" (start from the real game) or the path of a recorded trajectory file.
@@ -268,14 +284,6 @@ class WorldModelEnv(gymnasium.Env):
             self.render()
         info = {"predicted_end_probability": end_probability, "step": self._step_count}
         return self._frame, float(reward[0]), terminated, truncated, info
-
-    def sampling(self) -> dict:
-        """The sampler settings the next step uses."""
-        return {
-            "sampling_steps": self.sampling_steps,
-            "guidance_scale": self.guidance_scale,
-            "context_noise": self.context_noise,
-        }
 
     def render(self):
         if self._frame is None:

@@ -15,6 +15,7 @@ from gymnasium.vector.utils import batch_space
 from worldmodel.env import (
     END_THRESHOLD,
     LatentGames,
+    SamplingSettings,
     WorldModelEnv,
     begin_episode,
     load_world_model,
@@ -23,7 +24,7 @@ from worldmodel.env import (
 from worldmodel.model import WorldModel
 
 
-class WorldModelVectorEnv(VectorEnv):
+class WorldModelVectorEnv(SamplingSettings, VectorEnv):
     """``num_envs`` learned games with next-step autoreset: the step after an episode ends resets that
     copy (its action is ignored, reward 0, flags False) and returns the new episode's first frame."""
 
@@ -155,14 +156,6 @@ class WorldModelVectorEnv(VectorEnv):
                 f"actions {actions[bad].tolist()} are out of range: valid actions are 0 to {n - 1}"
             )
         return actions.astype(np.int64, copy=False)
-
-    def sampling(self) -> dict:
-        """The sampler settings the next step uses."""
-        return {
-            "sampling_steps": self.sampling_steps,
-            "guidance_scale": self.guidance_scale,
-            "context_noise": self.context_noise,
-        }
 
     def render(self):
         if self.render_mode == "rgb_array":
