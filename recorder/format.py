@@ -17,8 +17,8 @@ FORMAT_NAME = "pacman-worldmodel/trajectories"
 FORMAT_VERSION = 1
 FRAMES_PER_CHUNK = 4
 STEPS_PER_CHUNK = 1024
-COMPRESSION = "gzip"  # 3.7x smaller than lzf on Pacman frames and still ~3x faster than the game
-GZIP_LEVEL = 4
+COMPRESSION = "gzip"  # ~3x smaller than lzf on Pacman frames, and faster to write
+GZIP_LEVEL = 1  # level 4 saves 20% more disk but costs a fifth of one-process recording speed
 STEP_DATASETS = {"actions": np.int64, "rewards": np.float32, "terminated": np.bool_, "truncated": np.bool_}
 EPISODE_DATASETS = ("frame_start", "step_start", "seed", "length")  # `length` last: it commits an episode
 
