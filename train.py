@@ -24,7 +24,7 @@ from worldmodel.config import ConfigError, load_config
 from worldmodel.data import build_latent_cache
 from worldmodel.flow import flow_matching_loss
 from worldmodel.heads import heads_loss
-from worldmodel.model import WorldModel
+from worldmodel.model import SamplerDefaults, WorldModel
 from worldmodel.samples import dit_samples, heads_metrics, vae_samples
 from worldmodel.training import (
     RunMismatchError,
@@ -250,13 +250,7 @@ def main(argv=None) -> int:
         model = WorldModel.from_config(config, action_meanings)
     model.settings.config = config.to_dict()
     # Sampling defaults follow the config, so a retuned flow section reaches the checkpoint.
-    model.settings.sampler.__dict__.update(
-        sampling_steps=config.flow.sampling_steps,
-        guidance_scale=config.flow.guidance_scale,
-        context_noise=config.flow.context_noise,
-        scheduler=config.flow.scheduler,
-        timestep_shift=config.flow.timestep_shift,
-    )
+    model.settings.sampler = SamplerDefaults.from_flow(config.flow)
     stages = STAGES if args.stage == "all" else (args.stage,)
     done = model.settings.training.setdefault("stages", {})
     for name in stages:

@@ -2,9 +2,19 @@
 and reads them back for training."""
 
 from recorder.format import FORMAT_NAME, FORMAT_VERSION, TrajectoryFormatError, TrajectoryWriter
-from recorder.reader import Episode, TrajectoryFile, WindowDataset, load, split_episodes
+from recorder.reader import (
+    RESET_ACTION,
+    Episode,
+    TrajectoryFile,
+    WindowDataset,
+    load,
+    producing_actions,
+    split_episodes,
+)
 
 __all__ = [
+    "RESET_ACTION",
+    "producing_actions",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "Episode",

@@ -145,6 +145,15 @@ def split_episodes(n_episodes: int, held_out_fraction: float, seed: int = 0) -> 
     return sorted(order[n_held_out:].tolist()), sorted(order[:n_held_out].tolist())
 
 
+RESET_ACTION = 0  # NOOP stands for the action that "produced" an episode's reset frame
+
+
+def producing_actions(actions: np.ndarray) -> np.ndarray:
+    """(T+1,) the action that produced each of an episode's T+1 frames: RESET_ACTION for the reset
+    frame, then ``actions[t]`` for frame t+1. The convention of WindowDataset and of the world model."""
+    return np.concatenate([[RESET_ACTION], actions]).astype(np.int64)
+
+
 class WindowDataset(Dataset):
     """Every run of `window` consecutive frames inside one episode, with the actions that produced them.
 
@@ -203,7 +212,7 @@ class WindowDataset(Dataset):
         else:
             actions, reward, terminated = np.zeros(0, np.int64), 0.0, False
         if start == 0:
-            actions = np.concatenate([[0], actions])
+            actions = np.concatenate([[RESET_ACTION], actions])
         return {
             "frames": torch.from_numpy(frames),
             "actions": torch.as_tensor(actions, dtype=torch.int64),

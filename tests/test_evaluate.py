@@ -19,10 +19,10 @@ from worldmodel.evaluate.game_metrics import (
     pacman_tile_count,
     pellet_reappearances,
     per_step_mean,
-    precision_recall,
     tile_agreement,
     wall_agreement,
 )
+from worldmodel.metrics import precision_recall
 
 REQUIRED_KEYS = (
     "psnr_teacher_forced",

@@ -155,7 +155,3 @@ def load_config(
             node = node.setdefault(key, {})
         node[keys[-1]] = value
     return _build(WorldModelConfig, values, "")
-
-
-def config_from_dict(values: dict[str, Any]) -> WorldModelConfig:
-    return _build(WorldModelConfig, values, "")

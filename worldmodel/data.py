@@ -55,7 +55,7 @@ class LatentCache:
         local_frame = f0[:, None] + offsets  # (B, K+1)
         step_index = self.step_start[episodes][:, None] + local_frame - 1
         actions = self.actions[torch.from_numpy(np.maximum(step_index, 0))]
-        actions[torch.from_numpy(local_frame == 0)] = 0
+        actions[torch.from_numpy(local_frame == 0)] = recorder.RESET_ACTION
         return window[:, :-1], window[:, -1], actions
 
     def transition_batch(self, rows: np.ndarray):

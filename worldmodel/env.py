@@ -19,7 +19,6 @@ from worldmodel.model import CheckpointError, WorldModel, WorldModelSettings
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "pacman-64"
 TRAIN_COMMAND = "python train.py --config configs/pacman-64.yaml --data data/pacman.h5 --out runs/pacman-64"
 END_THRESHOLD = 0.5  # predicted end probability above which the episode terminates
-NOOP = 0  # the action recorded for an episode's reset frame
 
 
 def load_world_model(checkpoint: str | Path | WorldModel | None, device: str | torch.device) -> WorldModel:
@@ -73,7 +72,7 @@ class RealGameContext:
         explorer = envs.Explorer(policy_seed) if self.settings.env_id == "Pacman-v0" else None
         policy_rng = np.random.default_rng(policy_seed)
         frame, _ = self._game.reset(seed=seed)
-        frames, actions = [frame], [NOOP]
+        frames, actions = [frame], [recorder.RESET_ACTION]
         for _ in range(self.settings.history_length - 1):
             action = explorer(frame) if explorer else int(policy_rng.integers(self.settings.num_actions))
             frame, *_ = self._game.step(action)
@@ -94,17 +93,7 @@ class RecordedContext:
     def __init__(self, path: str | Path, settings: WorldModelSettings):
         self.trajectories = recorder.load(path)
         self.history_length = settings.history_length
-        file_size = tuple(self.trajectories.frame_size)
-        model_size = (settings.frame_size, settings.frame_size)
-        problems = []
-        if self.trajectories.env_id != settings.env_id:
-            problems.append(f"it records {self.trajectories.env_id!r}, the model plays {settings.env_id!r}")
-        if file_size != model_size:
-            problems.append(f"its frames are {file_size}, the model's are {model_size}")
-        if self.trajectories.action_meanings != list(settings.action_meanings):
-            problems.append(
-                f"its actions are {self.trajectories.action_meanings}, the model's {settings.action_meanings}"
-            )
+        problems = settings.recording_mismatches(self.trajectories)
         if problems:
             self.trajectories.close()
             raise ValueError(
@@ -124,8 +113,7 @@ class RecordedContext:
         index = int(self.episodes[rng.integers(len(self.episodes))])
         episode = self.trajectories.episode(index)
         start = int(rng.integers(len(episode.frames) - k + 1))
-        # Frame f of an episode was produced by step f-1; the reset frame by no action (NOOP).
-        produced_by = np.concatenate([[NOOP], episode.actions]).astype(np.int64)
+        produced_by = recorder.producing_actions(episode.actions)
         return Context(
             frames=episode.frames[start : start + k],
             actions=produced_by[start : start + k],

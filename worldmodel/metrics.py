@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -43,3 +44,10 @@ def ssim(predicted, target) -> torch.Tensor:
     cov = blur(x * y) - mu_x * mu_y
     score = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
     return score.flatten(1).mean(-1)
+
+
+def precision_recall(predicted, actual) -> tuple[float, float]:
+    """(precision, recall) of boolean predictions; 0 where nothing was predicted / nothing happened."""
+    predicted, actual = np.asarray(predicted, dtype=bool), np.asarray(actual, dtype=bool)
+    hits = int((predicted & actual).sum())
+    return hits / max(1, int(predicted.sum())), hits / max(1, int(actual.sum()))

@@ -13,7 +13,7 @@ import torch
 from diffusers import AutoencoderDC, SanaTransformer2DModel
 from torch import nn
 
-from worldmodel.config import WorldModelConfig, config_from_dict
+from worldmodel.config import FlowConfig, WorldModelConfig
 from worldmodel.dit import ActionConditioner, Denoiser, build_transformer
 from worldmodel.flow import noise_history
 from worldmodel.heads import RewardEndHeads
@@ -43,6 +43,16 @@ class SamplerDefaults:
     scheduler: str = "euler"
     timestep_shift: float = 1.0
 
+    @classmethod
+    def from_flow(cls, flow: FlowConfig) -> SamplerDefaults:
+        return cls(
+            sampling_steps=flow.sampling_steps,
+            guidance_scale=flow.guidance_scale,
+            context_noise=flow.context_noise,
+            scheduler=flow.scheduler,
+            timestep_shift=flow.timestep_shift,
+        )
+
 
 @dataclass
 class WorldModelSettings:
@@ -61,6 +71,20 @@ class WorldModelSettings:
     @property
     def num_actions(self) -> int:
         return len(self.action_meanings)
+
+    def recording_mismatches(self, trajectories) -> list[str]:
+        """Why a recorded file (``recorder.load``) cannot feed this model: empty when it can."""
+        problems = []
+        if trajectories.env_id != self.env_id:
+            problems.append(f"it records {trajectories.env_id!r} but the model plays {self.env_id!r}")
+        model_size = (self.frame_size, self.frame_size)
+        if tuple(trajectories.frame_size) != model_size:
+            problems.append(f"its frames are {tuple(trajectories.frame_size)}, the model's {model_size}")
+        if list(trajectories.action_meanings) != list(self.action_meanings):
+            problems.append(
+                f"its actions are {trajectories.action_meanings}, the model's {self.action_meanings}"
+            )
+        return problems
 
 
 class WorldModel(nn.Module):
@@ -82,13 +106,7 @@ class WorldModel(nn.Module):
             history_length=config.history_length,
             latent_channels=config.vae.latent_channels,
             latent_size=latent_size,
-            sampler=SamplerDefaults(
-                sampling_steps=config.flow.sampling_steps,
-                guidance_scale=config.flow.guidance_scale,
-                context_noise=config.flow.context_noise,
-                scheduler=config.flow.scheduler,
-                timestep_shift=config.flow.timestep_shift,
-            ),
+            sampler=SamplerDefaults.from_flow(config.flow),
             config=config.to_dict(),
         )
         vae = build_vae(config.vae)
@@ -98,10 +116,6 @@ class WorldModel(nn.Module):
         conditioner = ActionConditioner(len(action_meanings), config.history_length, config.dit.condition_dim)
         heads = RewardEndHeads(config.vae.latent_channels, len(action_meanings), config.heads.hidden_channels)
         return cls(settings, vae, transformer, conditioner, heads)
-
-    @property
-    def config(self) -> WorldModelConfig:
-        return config_from_dict(self.settings.config)
 
     @property
     def device(self) -> torch.device:
@@ -139,16 +153,15 @@ class WorldModel(nn.Module):
         level = torch.full((batch,), float(level_value), device=history_latents.device)
         history = noise_history(history_latents, level, generator=generator)
 
+        doubled = None  # the conditioning repeated for the null-action pass, built on first need
+
         def velocity_fn(noisy, timesteps, drop_actions):
-            repeat = noisy.shape[0] // batch  # 2 when the sampler batches the null-action pass
-            return self.denoiser(
-                noisy,
-                timesteps,
-                history.repeat(repeat, 1, 1, 1, 1),
-                actions.repeat(repeat, 1),
-                level.repeat(repeat),
-                drop_actions,
-            )
+            nonlocal doubled
+            if noisy.shape[0] == batch:
+                return self.denoiser(noisy, timesteps, history, actions, level, drop_actions)
+            if doubled is None:  # the sampler batches the conditional and null-action passes together
+                doubled = (history.repeat(2, 1, 1, 1, 1), actions.repeat(2, 1), level.repeat(2))
+            return self.denoiser(noisy, timesteps, *doubled, drop_actions)
 
         shape = (batch, *history_latents.shape[2:])
         return sampler.sample(

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 import recorder
-from worldmodel.metrics import psnr
+from worldmodel.metrics import precision_recall, psnr
 from worldmodel.rollout import rollout
-from worldmodel.vae import decode_latents, frames_to_tensor, tensor_to_frames
+from worldmodel.vae import frames_to_tensor, tensor_to_frames
 
 SAMPLE_SCALE = 4  # frames are 64x64; pictures are upscaled so a person can see them
 
@@ -78,7 +78,7 @@ def dit_samples(
             predicted = model.predict_next(
                 history.to(model.device), actions.to(model.device), generator=generator
             )
-            predicted_frames = decode_latents(model.vae, predicted).cpu()
+            predicted_frames = model.decode(predicted).cpu()
             metrics = {
                 "psnr_teacher_forced": psnr(predicted_frames, next_frames).mean().item(),
                 "psnr_copy_last": psnr(last_frames, next_frames).mean().item(),
@@ -116,7 +116,7 @@ def save_rollout_gif(model, cache, episode: int, real_frames: np.ndarray, steps:
         actions.to(model.device),
         generator=generator,
     )
-    generated = decode_latents(model.vae, latents[0]).cpu().numpy()
+    generated = model.decode(latents[0]).cpu().numpy()
     real = real_frames[history_length : history_length + steps]
     save_gif(path, upscale(np.concatenate([real, generated], axis=2)))
 
@@ -134,9 +134,7 @@ def heads_metrics(cache, held_out_ids):
             ("reward", reward.cpu() > 0.5, rewards > 0.5),
             ("end", end_logit.cpu() > 0, terminated),
         ):
-            hits = (predicted & actual).sum().item()
-            metrics[f"{name}_precision"] = hits / max(1, predicted.sum().item())
-            metrics[f"{name}_recall"] = hits / max(1, actual.sum().item())
+            metrics[f"{name}_precision"], metrics[f"{name}_recall"] = precision_recall(predicted, actual)
         return metrics
 
     return evaluate

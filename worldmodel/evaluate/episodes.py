@@ -11,8 +11,6 @@ import torch
 
 import recorder
 
-NOOP = 0  # the action recorded for an episode's reset frame
-
 
 class EvaluationError(ValueError):
     """Data or settings that cannot be evaluated; the message names the problem and the fix."""
@@ -30,7 +28,7 @@ class HeldOutEpisode:
 
     def produced_by(self) -> np.ndarray:
         """(T+1,) the action that produced each frame, NOOP for the reset frame."""
-        return np.concatenate([[NOOP], self.actions]).astype(np.int64)
+        return recorder.producing_actions(self.actions)
 
 
 @dataclass
@@ -61,18 +59,7 @@ def load_held_out(model, data_path: str | Path, count: int) -> list[HeldOutEpiso
     """The first ``count`` episodes of the file long enough for a context, encoded by the model."""
     settings = model.settings
     with recorder.load(data_path) as trajectories:
-        problems = []
-        if trajectories.env_id != settings.env_id:
-            problems.append(f"it records {trajectories.env_id!r} but the model plays {settings.env_id!r}")
-        if tuple(trajectories.frame_size) != (settings.frame_size, settings.frame_size):
-            problems.append(
-                f"its frames are {tuple(trajectories.frame_size)}, the model's "
-                f"{(settings.frame_size, settings.frame_size)}"
-            )
-        if trajectories.action_meanings != list(settings.action_meanings):
-            problems.append(
-                f"its actions are {trajectories.action_meanings}, the model's {settings.action_meanings}"
-            )
+        problems = settings.recording_mismatches(trajectories)
         if problems:
             raise EvaluationError(
                 f"{data_path} does not fit this checkpoint: {'; '.join(problems)}; pass held-out episodes "

@@ -55,14 +55,6 @@ def pellet_reappearances(states: Sequence[PacmanState]) -> int:
     return int(reappeared.sum())
 
 
-def precision_recall(predicted, actual) -> tuple[float, float]:
-    """(precision, recall) of boolean predictions; 0 where nothing was predicted / nothing happened,
-    the convention of the training logs (worldmodel.samples), so the two agree."""
-    predicted, actual = np.asarray(predicted, dtype=bool), np.asarray(actual, dtype=bool)
-    hits = int((predicted & actual).sum())
-    return hits / max(1, int(predicted.sum())), hits / max(1, int(actual.sum()))
-
-
 def per_step_mean(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Mean over rollouts (axis 0) of (B, T) values where ``valid``; NaN at steps no rollout reached."""
     values, valid = np.asarray(values, dtype=np.float64), np.asarray(valid, dtype=bool)

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from worldmodel.evaluate.episodes import HeldOutEpisode
-from worldmodel.evaluate.game_metrics import precision_recall
+from worldmodel.metrics import precision_recall
 
 PELLET_REWARD = 0.5  # a reward above this counts as a pellet eaten (pellets give +1)
 END_PROBABILITY = 0.5  # the threshold WorldModelEnv ends episodes at
