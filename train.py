@@ -128,7 +128,20 @@ def train_stage(name, module, batch_loss, evaluate, stage, run_dir, accelerator,
     if step % stage.eval_every != 0:
         run_evaluation()
     ema.copy_to(module.parameters())  # what is shipped is the EMA of the weights
-    return accelerator.unwrap_model(module), step, elapsed()
+    trained = accelerator.unwrap_model(module)
+    forget_stage(accelerator)
+    return trained, step, elapsed()
+
+
+def forget_stage(accelerator) -> None:
+    """Unregisters a finished stage's model, optimiser, schedule and EMA from the accelerator.
+
+    ``save_state`` writes everything registered, in order; without this, the next stage's state
+    would hold the previous stage's model first, and a later ``--stage dit`` resume would load
+    the autoencoder's weights into the denoiser.
+    """
+    accelerator.free_memory()
+    accelerator._custom_objects.clear()  # free_memory leaves objects from register_for_checkpointing
 
 
 def run_vae_stage(model, config, stage, data_path, run_dir, train_ids, held_out_ids, accelerator):

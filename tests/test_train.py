@@ -3,6 +3,7 @@ resume after a kill, and clear errors for a run directory or data file that does
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,9 +46,16 @@ def recorded_file(tmp_path_factory) -> Path:
     return path
 
 
-def test_train_all_stages_writes_a_loadable_checkpoint(recorded_file, tmp_path):
-    run_dir = tmp_path / "run"
+@pytest.fixture(scope="module")
+def trained_run(recorded_file, tmp_path_factory) -> Path:
+    """A run directory after ``train.py`` trained all three stages of the tiny config."""
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
     assert train.main(["--config", TINY, "--data", str(recorded_file), "--out", str(run_dir)]) == 0
+    return run_dir
+
+
+def test_train_all_stages_writes_a_loadable_checkpoint(trained_run):
+    run_dir = trained_run
     model = load(run_dir / "checkpoint")
     assert set(model.settings.training["stages"]) == {"vae", "dit", "heads"}
     assert model.settings.env_id == "Pacman-v0"
@@ -62,6 +70,20 @@ def test_train_all_stages_writes_a_loadable_checkpoint(recorded_file, tmp_path):
     assert list((run_dir / "samples").glob("dit_step*.gif"))
     assert "psnr_teacher_forced" in (run_dir / "dit_eval.csv").read_text()
     assert list((run_dir / "logs").rglob("events.out.tfevents*"))
+
+
+def test_one_stage_trains_on_from_where_a_full_run_stopped(recorded_file, trained_run, tmp_path):
+    # The usual way to give the denoiser more time: the same --out, --stage dit, a higher step count.
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)
+    before = load(run_dir / "checkpoint").denoiser.state_dict()
+    command = ["--config", TINY, "--data", str(recorded_file), "--out", str(run_dir), "--stage", "dit"]
+    assert train.main([*command, "train.dit.steps=6"]) == 0
+    assert progress_step(run_dir, "dit") == 6
+    model = load(run_dir / "checkpoint")
+    assert model.settings.training["stages"]["dit"]["steps"] == 6
+    after = model.denoiser.state_dict()
+    assert any(not torch.equal(before[name], after[name]) for name in before)  # trained on, not reloaded
 
 
 def progress_step(run_dir: Path, stage: str) -> int:

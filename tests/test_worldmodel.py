@@ -9,7 +9,7 @@ import torch
 import envs
 from worldmodel.config import ConfigError, load_config
 from worldmodel.dit import Denoiser
-from worldmodel.flow import flow_matching_loss
+from worldmodel.flow import changed_cell_weights, flow_matching_loss
 from worldmodel.model import CheckpointError, WorldModel, load
 from worldmodel.sampler import FlowSampler
 
@@ -108,6 +108,17 @@ def test_sampler_rejects_bad_settings():
         FlowSampler(num_steps=0)
     with pytest.raises(ValueError, match="unknown scheduler"):
         FlowSampler(scheduler="ddim")
+
+
+def test_loss_weighs_the_cells_that_change_between_frames():
+    config = load_config("configs/tiny.yaml", ["flow.changed_cell_weight=8", "flow.changed_cell_threshold=0.5"])
+    last = torch.zeros(2, 4, 16, 16)
+    target = last.clone()
+    target[0, 3, 5, 6] = 2.0  # a sprite arrives in one cell of the first frame, in one channel
+    target[1, :, 0, 0] = 0.2  # a change below the threshold: latent jitter, not game motion
+    weights = changed_cell_weights(target, last, config.flow)
+    assert weights[0, 5, 6] == 8.0
+    assert weights.sum() == 2 * 16 * 16 - 1 + 8  # every other cell, the jitter included, keeps weight 1
 
 
 def test_tiny_denoiser_overfits_a_fixed_batch():

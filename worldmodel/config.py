@@ -46,6 +46,11 @@ class FlowConfig:
     timestep_shift: float = 1.0
     p_uncond: float = 0.1  # probability of replacing the action tokens with the null token
     max_context_noise: float = 0.3  # history latents get noise of a level drawn from U(0, max)
+    # Latent cells that change between the last history frame and the target (Pacman and ghosts
+    # moving, pellets eaten: a few percent of the frame) count this many times more in the loss,
+    # so the game's dynamics are not drowned out by the static maze. 1 gives a plain MSE.
+    changed_cell_weight: float = 1.0
+    changed_cell_threshold: float = 0.5  # |change| in unit-variance latent units, largest channel
     # Defaults used at play time; the evaluation ablations are how they were chosen.
     sampling_steps: int = 2
     guidance_scale: float = 1.5

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 
 from worldmodel.config import FlowConfig
@@ -39,4 +38,13 @@ def flow_matching_loss(
     history = noise_history(history_latents, level)
     drop = torch.rand(batch, device=device) < config.p_uncond  # (B,)
     velocity = denoiser(noisy, t, history, actions, level, drop)
-    return F.mse_loss(velocity.float(), (eps - target_latents).float())
+    error = (velocity.float() - (eps - target_latents).float()).pow(2).mean(dim=1)  # (B, h, w)
+    weight = changed_cell_weights(target_latents, history_latents[:, -1], config)
+    return (weight * error).sum() / weight.sum()
+
+
+def changed_cell_weights(target_latents: torch.Tensor, last_latents: torch.Tensor, config: FlowConfig) -> torch.Tensor:
+    """(B, h, w) loss weights: ``changed_cell_weight`` where the frame changes, 1 elsewhere."""
+    change = (target_latents - last_latents).abs().amax(dim=1).float()  # (B, h, w)
+    changed = change > config.changed_cell_threshold
+    return 1.0 + (config.changed_cell_weight - 1.0) * changed.float()
