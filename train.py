@@ -22,14 +22,16 @@ from tqdm import tqdm
 import recorder
 from worldmodel.config import ConfigError, load_config
 from worldmodel.data import build_latent_cache
+from worldmodel.dit import Denoiser, with_more_inputs
 from worldmodel.flow import flow_matching_loss
 from worldmodel.heads import heads_loss
-from worldmodel.model import SamplerDefaults, WorldModel
+from worldmodel.model import CheckpointError, SamplerDefaults, WorldModel
 from worldmodel.samples import dit_samples, heads_metrics, vae_samples
 from worldmodel.training import (
     RunMismatchError,
     check_run_config,
     load_training_state,
+    plain,
     save_training_state,
     warmup_schedule,
 )
@@ -46,6 +48,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", required=True, help="recorded HDF5 file (python -m recorder ...)")
     parser.add_argument("--out", required=True, help="run directory: state, logs, samples, checkpoint/")
     parser.add_argument("--stage", default="all", choices=(*STAGES, "all"), help="which stage to train")
+    parser.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        help="start a new run from this checkpoint's weights (same model config, except that it may add "
+        "dit.action_planes); ignored once the run has its own checkpoint",
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides such as train.dit.steps=200")
     return parser.parse_args(argv)
 
@@ -218,6 +226,29 @@ def run_heads_stage(model, config, stage, data_path, run_dir, train_ids, held_ou
     return steps, seconds
 
 
+def initial_model(path: str, config, action_meanings: list[str]) -> WorldModel:
+    """A trained checkpoint to continue from under ``config``, its denoiser widened for action planes
+    when the config adds them."""
+    model = WorldModel.load(path)
+    trained = dict(model.settings.config)
+    wanted = config.to_dict()
+    trained_dit = {**trained.get("dit", {}), "action_planes": wanted["dit"]["action_planes"]}
+    differences = [
+        key
+        for key in ("env_id", "frame_size", "history_length", "vae", "heads")
+        if plain(trained.get(key)) != plain(wanted[key])
+    ] + (["dit"] if plain(trained_dit) != plain(wanted["dit"]) else [])
+    if differences or model.settings.action_meanings != action_meanings:
+        raise ConfigError(
+            f"--init-from {path} was trained with another model config (different: "
+            f"{', '.join(differences) or 'actions'}); only dit.action_planes may be added"
+        )
+    if config.dit.action_planes and not model.denoiser.action_planes:
+        transformer = with_more_inputs(model.denoiser.transformer, model.settings.num_actions)
+        model.denoiser = Denoiser(transformer, model.denoiser.conditioner)
+    return model
+
+
 STAGE_RUNNERS = {"vae": run_vae_stage, "dit": run_dit_stage, "heads": run_heads_stage}
 
 
@@ -259,6 +290,12 @@ def main(argv=None) -> int:
     checkpoint_dir = run_dir / "checkpoint"
     if (checkpoint_dir / "world_model.json").is_file():
         model = WorldModel.load(checkpoint_dir)
+    elif args.init_from:
+        try:
+            model = initial_model(args.init_from, config, action_meanings)
+        except (CheckpointError, ConfigError) as error:
+            print(f"train.py: error: {error}", file=sys.stderr)
+            return 2
     else:
         model = WorldModel.from_config(config, action_meanings)
     model.settings.config = config.to_dict()

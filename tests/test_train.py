@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import train
 from worldmodel.model import load
@@ -84,6 +85,47 @@ def test_one_stage_trains_on_from_where_a_full_run_stopped(recorded_file, traine
     assert model.settings.training["stages"]["dit"]["steps"] == 6
     after = model.denoiser.state_dict()
     assert any(not torch.equal(before[name], after[name]) for name in before)  # trained on, not reloaded
+
+
+def test_a_new_run_starts_from_a_checkpoint_and_may_add_action_planes(
+    recorded_file, trained_run, tmp_path, capsys
+):
+    def command(name):
+        source = str(trained_run / "checkpoint")
+        out = str(tmp_path / name)
+        return [
+            "--config",
+            TINY,
+            "--data",
+            str(recorded_file),
+            "--out",
+            out,
+            "--stage",
+            "dit",
+            "--init-from",
+            source,
+        ]
+
+    assert train.main([*command("deeper"), "dit.num_layers=3"]) == 2
+    assert "only dit.action_planes may be added" in capsys.readouterr().err
+    assert train.main([*command("planes"), "dit.action_planes=true"]) == 0
+    model, source = load(tmp_path / "planes" / "checkpoint"), load(trained_run / "checkpoint")
+    assert model.denoiser.action_planes and not source.denoiser.action_planes
+    assert model.vae.config.scaling_factor == source.vae.config.scaling_factor  # the autoencoder carries over
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.vae.parameters(), source.vae.parameters(), strict=True)
+    )
+
+
+def test_a_run_begun_before_a_setting_existed_still_resumes(recorded_file, tmp_path):
+    run_dir = tmp_path / "run"
+    base = ["--config", TINY, "--data", str(recorded_file), "--out", str(run_dir), "--stage", "heads"]
+    assert train.main([*base, "train.heads.steps=1"]) == 0
+    stored = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del stored["dit"]["action_planes"]  # as written by a version of train.py that did not have it
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(stored))
+    assert train.main([*base, "train.heads.steps=2"]) == 0
+    assert progress_step(run_dir, "heads") == 2
 
 
 def progress_step(run_dir: Path, stage: str) -> int:

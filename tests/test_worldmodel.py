@@ -8,7 +8,7 @@ import torch
 
 import envs
 from worldmodel.config import ConfigError, load_config
-from worldmodel.dit import Denoiser
+from worldmodel.dit import Denoiser, with_more_inputs
 from worldmodel.flow import changed_cell_weights, flow_matching_loss
 from worldmodel.model import CheckpointError, WorldModel, load
 from worldmodel.sampler import FlowSampler
@@ -16,13 +16,17 @@ from worldmodel.sampler import FlowSampler
 ACTIONS = list(envs.ACTION_MEANINGS)
 
 
-@pytest.fixture
-def tiny_model() -> WorldModel:
+def make_tiny_model(*overrides: str) -> WorldModel:
     torch.manual_seed(0)
-    model = WorldModel.from_config(load_config("configs/tiny.yaml"), ACTIONS).eval()
+    model = WorldModel.from_config(load_config("configs/tiny.yaml", overrides), ACTIONS).eval()
     # The output layer starts at zero by design; give it weights so outputs depend on the inputs.
     torch.nn.init.normal_(model.denoiser.transformer.proj_out.weight, std=0.1)
     return model
+
+
+@pytest.fixture
+def tiny_model() -> WorldModel:
+    return make_tiny_model()
 
 
 def make_inputs(model: WorldModel, batch: int = 3, seed: int = 0):
@@ -55,7 +59,10 @@ def test_denoiser_and_heads_shapes(tiny_model):
     assert ((end_probability >= 0) & (end_probability <= 1)).all()
 
 
-def test_null_action_ignores_actions(tiny_model):
+@pytest.mark.parametrize("action_planes", [False, True])
+def test_null_action_ignores_actions(action_planes):
+    tiny_model = make_tiny_model(f"dit.action_planes={str(action_planes).lower()}")
+    assert tiny_model.denoiser.action_planes == action_planes
     history, actions = make_inputs(tiny_model)
     noisy, t, level = torch.randn_like(history[:, 0]), torch.full((3,), 0.5), torch.zeros(3)
     other_actions = (actions + 1) % len(ACTIONS)
@@ -68,6 +75,42 @@ def test_null_action_ignores_actions(tiny_model):
         cond_b = tiny_model.denoiser(noisy, t, history, other_actions, level, keep)
     assert torch.allclose(null_a, null_b)
     assert not torch.allclose(cond_a, cond_b)
+
+
+def test_action_planes_steer_every_cell_from_the_first_layer():
+    model = make_tiny_model("dit.action_planes=true")
+    history, actions = make_inputs(model)
+    noisy, t, level, keep = (
+        torch.randn_like(history[:, 0]),
+        torch.full((3,), 0.5),
+        torch.zeros(3),
+        torch.zeros(3, dtype=torch.bool),
+    )
+    torch.nn.init.zeros_(
+        model.denoiser.transformer.caption_projection.linear_2.weight
+    )  # cross-attention sees nothing
+    torch.nn.init.zeros_(model.denoiser.transformer.caption_projection.linear_2.bias)
+    turned = actions.clone()
+    turned[:, -1] = (actions[:, -1] + 1) % len(ACTIONS)  # only the action being taken changes
+    with torch.no_grad():
+        velocity = model.denoiser(noisy, t, history, actions, level, keep)
+        steered = model.denoiser(noisy, t, history, turned, level, keep)
+    assert not torch.allclose(velocity, steered)
+
+
+def test_widening_a_trained_denoiser_for_action_planes_keeps_its_predictions(tiny_model):
+    history, actions = make_inputs(tiny_model)
+
+    def generators():
+        return [torch.Generator().manual_seed(item) for item in range(3)]
+
+    before = tiny_model.predict_next(history, actions, generator=generators())
+    conditioner = tiny_model.denoiser.conditioner
+    tiny_model.denoiser = Denoiser(
+        with_more_inputs(tiny_model.denoiser.transformer, len(ACTIONS)), conditioner
+    )
+    assert tiny_model.denoiser.action_planes
+    assert torch.equal(tiny_model.predict_next(history, actions, generator=generators()), before)
 
 
 @pytest.mark.parametrize("scheduler", ["euler", "dpm"])
@@ -111,7 +154,9 @@ def test_sampler_rejects_bad_settings():
 
 
 def test_loss_weighs_the_cells_that_change_between_frames():
-    config = load_config("configs/tiny.yaml", ["flow.changed_cell_weight=8", "flow.changed_cell_threshold=0.5"])
+    config = load_config(
+        "configs/tiny.yaml", ["flow.changed_cell_weight=8", "flow.changed_cell_threshold=0.5"]
+    )
     last = torch.zeros(2, 4, 16, 16)
     target = last.clone()
     target[0, 3, 5, 6] = 2.0  # a sprite arrives in one cell of the first frame, in one channel

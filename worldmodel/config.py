@@ -37,6 +37,9 @@ class DiTConfig:
     mlp_ratio: float = 2.5
     # Width of the action / context-noise tokens before the transformer's caption projection.
     condition_dim: int = 64
+    # Also feed the action being taken as one-hot planes beside the latents in the input projection,
+    # so every token sees it from the first layer (cross-attention alone learns to steer slowly).
+    action_planes: bool = False
 
 
 @dataclass

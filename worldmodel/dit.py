@@ -1,9 +1,11 @@
 """The denoiser: a small ``diffusers.SanaTransformer2DModel`` whose input projection takes the
-noisy next latent and K history latents (history conv_in) and whose cross-attention reads action tokens."""
+noisy next latent and K history latents (history conv_in), optionally one-hot planes of the action
+being taken, and whose cross-attention reads action tokens."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from diffusers import ModelMixin, SanaTransformer2DModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
@@ -39,10 +41,17 @@ class ActionConditioner(ModelMixin, ConfigMixin):
         return torch.cat([action_tokens, noise_token], dim=1)  # (B, K+2, D)
 
 
-def build_transformer(config: DiTConfig, latent_channels: int, history_length: int, latent_size: int):
+def input_channels(latent_channels: int, history_length: int, num_actions: int, action_planes: bool) -> int:
+    """Noisy next latent + K history latents (+ one plane per action when ``action_planes``)."""
+    return latent_channels * (history_length + 1) + (num_actions if action_planes else 0)
+
+
+def build_transformer(
+    config: DiTConfig, latent_channels: int, history_length: int, latent_size: int, num_actions: int
+):
     inner_dim = config.num_attention_heads * config.attention_head_dim
     transformer = SanaTransformer2DModel(
-        in_channels=latent_channels * (history_length + 1),  # noisy next latent + K history latents
+        in_channels=input_channels(latent_channels, history_length, num_actions, config.action_planes),
         out_channels=latent_channels,
         num_attention_heads=config.num_attention_heads,
         attention_head_dim=config.attention_head_dim,
@@ -61,6 +70,22 @@ def build_transformer(config: DiTConfig, latent_channels: int, history_length: i
     return transformer
 
 
+def with_more_inputs(transformer: SanaTransformer2DModel, extra: int) -> SanaTransformer2DModel:
+    """The same transformer taking ``extra`` more input channels, weighted zero so it computes what it did.
+
+    How a trained denoiser gains action planes: training then learns to use them.
+    """
+    config = {**transformer.config, "in_channels": transformer.config.in_channels + extra}
+    wider = SanaTransformer2DModel.from_config(config)
+    state = transformer.state_dict()
+    weight = state["patch_embed.proj.weight"]  # (D, in_channels, p, p)
+    state["patch_embed.proj.weight"] = torch.cat(
+        [weight, weight.new_zeros(weight.shape[0], extra, *weight.shape[2:])], dim=1
+    )
+    wider.load_state_dict(state)
+    return wider
+
+
 class Denoiser(nn.Module):
     """Velocity prediction v(x_t, t | history, actions): the transformer and its conditioner together."""
 
@@ -68,6 +93,9 @@ class Denoiser(nn.Module):
         super().__init__()
         self.transformer = transformer
         self.conditioner = conditioner
+        num_actions, history_length = conditioner.config.num_actions, conditioner.config.history_length
+        latents_only = input_channels(transformer.config.out_channels, history_length, num_actions, False)
+        self.action_planes = transformer.config.in_channels == latents_only + num_actions
 
     def forward(
         self,
@@ -78,7 +106,12 @@ class Denoiser(nn.Module):
         context_noise: torch.Tensor,  # (B,) noise level already applied to history_latents
         drop_actions: torch.Tensor,  # (B,) bool; True replaces the actions with the null token
     ) -> torch.Tensor:
-        model_input = torch.cat([noisy_latents, history_latents.flatten(1, 2)], dim=1)  # (B, C*(K+1), h, w)
+        inputs = [noisy_latents, history_latents.flatten(1, 2)]  # (B, C, h, w), (B, K*C, h, w)
+        if self.action_planes:  # the action being taken, one-hot; all zeros is the null action
+            planes = F.one_hot(actions[:, -1], self.conditioner.config.num_actions).to(noisy_latents.dtype)
+            planes = planes * ~drop_actions[:, None]  # (B, A)
+            inputs.append(planes[:, :, None, None].expand(-1, -1, *noisy_latents.shape[2:]))
+        model_input = torch.cat(inputs, dim=1)  # (B, C*(K+1) [+ A], h, w)
         tokens = self.conditioner(actions, context_noise, drop_actions)  # (B, K+2, D)
         tokens = tokens.to(model_input.dtype)
         velocity = self.transformer(model_input, tokens, timesteps * 1000, return_dict=False)[0]

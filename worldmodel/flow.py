@@ -43,7 +43,9 @@ def flow_matching_loss(
     return (weight * error).sum() / weight.sum()
 
 
-def changed_cell_weights(target_latents: torch.Tensor, last_latents: torch.Tensor, config: FlowConfig) -> torch.Tensor:
+def changed_cell_weights(
+    target_latents: torch.Tensor, last_latents: torch.Tensor, config: FlowConfig
+) -> torch.Tensor:
     """(B, h, w) loss weights: ``changed_cell_weight`` where the frame changes, 1 elsewhere."""
     change = (target_latents - last_latents).abs().amax(dim=1).float()  # (B, h, w)
     changed = change > config.changed_cell_threshold

@@ -14,7 +14,7 @@ from diffusers import AutoencoderDC, SanaTransformer2DModel
 from torch import nn
 
 from worldmodel.config import FlowConfig, WorldModelConfig
-from worldmodel.dit import ActionConditioner, Denoiser, build_transformer
+from worldmodel.dit import ActionConditioner, Denoiser, build_transformer, input_channels
 from worldmodel.flow import noise_history
 from worldmodel.heads import RewardEndHeads
 from worldmodel.sampler import FlowSampler
@@ -111,7 +111,7 @@ class WorldModel(nn.Module):
         )
         vae = build_vae(config.vae)
         transformer = build_transformer(
-            config.dit, config.vae.latent_channels, config.history_length, latent_size
+            config.dit, config.vae.latent_channels, config.history_length, latent_size, len(action_meanings)
         )
         conditioner = ActionConditioner(len(action_meanings), config.history_length, config.dit.condition_dim)
         heads = RewardEndHeads(config.vae.latent_channels, len(action_meanings), config.heads.hidden_channels)
@@ -260,18 +260,23 @@ def _check_parts_match(path: Path, settings: WorldModelSettings, parts: dict[str
     """Refuses parts built for another history length, latent size or action set."""
     expected = {
         ("vae", "latent_channels"): settings.latent_channels,
-        ("dit", "in_channels"): settings.latent_channels * (settings.history_length + 1),
         ("dit", "out_channels"): settings.latent_channels,
         ("conditioner", "num_actions"): settings.num_actions,
         ("conditioner", "history_length"): settings.history_length,
         ("heads", "latent_channels"): settings.latent_channels,
         ("heads", "num_actions"): settings.num_actions,
     }
+    latents_only = input_channels(
+        settings.latent_channels, settings.history_length, settings.num_actions, False
+    )
+    expected["dit", "in_channels"] = (latents_only, latents_only + settings.num_actions)  # planes or not
     for (part, key), want in expected.items():
         got = parts[part].config[key]
-        if got != want:
+        allowed = want if isinstance(want, tuple) else (want,)
+        if got not in allowed:
             raise CheckpointError(
-                f"checkpoint {path}: {part}.{key} is {got} but {SETTINGS_FILE} implies {want}; "
+                f"checkpoint {path}: {part}.{key} is {got} but {SETTINGS_FILE} implies "
+                f"{' or '.join(map(str, allowed))}; "
                 "the parts come from different configs — retrain or re-export the checkpoint"
             )
 

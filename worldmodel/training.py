@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from worldmodel.config import WorldModelConfig
+from worldmodel.config import WorldModelConfig, load_config
 
 # Sections whose change makes earlier weights meaningless; the train/flow sampling settings may change freely.
 MODEL_SECTIONS = ("env_id", "frame_size", "history_length", "vae", "dit", "heads")
@@ -25,23 +25,24 @@ def check_run_config(run_dir: Path, config: WorldModelConfig) -> None:
     path = run_dir / "config.yaml"
     current = config.to_dict()
     if path.is_file():
-        stored = yaml.safe_load(path.read_text()) or {}
-        differences = [key for key in MODEL_SECTIONS if stored.get(key) != _plain(current.get(key))]
+        # Read through load_config, so a setting added since the run began reads as its default.
+        stored = plain(load_config(path).to_dict())
+        differences = [key for key in MODEL_SECTIONS if stored.get(key) != plain(current.get(key))]
         if differences:
             raise RunMismatchError(
                 f"{run_dir} holds a run of another model config (different: {', '.join(differences)}); "
                 f"resume with the same config, or pass a new --out directory"
             )
     run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(_plain(current), sort_keys=False))
+    path.write_text(yaml.safe_dump(plain(current), sort_keys=False))
 
 
-def _plain(value):
+def plain(value):
     """Tuples to lists, so a config compares equal to its YAML round trip."""
     if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
+        return [plain(item) for item in value]
     return value
 
 
