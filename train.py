@@ -243,6 +243,11 @@ def initial_model(path: str, config, action_meanings: list[str]) -> WorldModel:
             f"--init-from {path} was trained with another model config (different: "
             f"{', '.join(differences) or 'actions'}); only dit.action_planes may be added"
         )
+    # The new run's stage records replace the source's; keep those as the weights' history.
+    model.settings.training["initialised_from"] = {
+        "checkpoint": str(path),
+        "stages": dict(model.settings.training.get("stages", {})),
+    }
     if config.dit.action_planes and not model.denoiser.action_planes:
         transformer = with_more_inputs(model.denoiser.transformer, model.settings.num_actions)
         model.denoiser = Denoiser(transformer, model.denoiser.conditioner)

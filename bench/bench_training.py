@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import platform
 import statistics
@@ -81,34 +82,62 @@ def measure_stages(config, device, steps: int) -> dict[str, float]:
     }
 
 
-def plot_curve(run_dir: Path, out_png: Path) -> list[dict]:
-    """Held-out teacher-forced PSNR and copy-last PSNR of a run's DiT evaluations against minutes trained."""
-    log = run_dir / "dit_eval.csv"
-    if not log.is_file():
-        return []
-    rows = list(csv.DictReader(log.open()))
-    minutes = [float(r["seconds"]) / 60 for r in rows]
+def dit_minutes(settings_path: Path) -> float:
+    return json.loads(settings_path.read_text())["training"]["stages"]["dit"]["seconds"] / 60
+
+
+def read_curve(run_dirs: list[Path]) -> list[dict]:
+    """The DiT evaluations of one run, or of runs that continue one another (``--init-from``), with the
+    minutes counted from the first run's start."""
+    rows, offset = [], 0.0
+    for run_dir in run_dirs:
+        log = run_dir / "dit_eval.csv"
+        if not log.is_file():
+            continue
+        run_rows = list(csv.DictReader(log.open()))
+        for row in run_rows:
+            rows.append({**row, "run": run_dir.name, "minutes": offset + float(row["seconds"]) / 60})
+        offset = rows[-1]["minutes"] if rows else offset
+        settings = run_dir / "checkpoint" / "world_model.json"
+        if settings.is_file():  # the stage's whole time, which may run past its last evaluation
+            offset = offset - float(run_rows[-1]["seconds"]) / 60 + dit_minutes(settings)
+    return rows
+
+
+def plot_curve(rows: list[dict], out_png: Path) -> None:
+    """Held-out teacher-forced PSNR and copy-last PSNR of the DiT evaluations against minutes trained."""
     plt.figure(figsize=(6, 4))
+    for run in dict.fromkeys(r["run"] for r in rows):
+        part = [r for r in rows if r["run"] == run]
+        plt.plot(
+            [r["minutes"] for r in part], [float(r["psnr_teacher_forced"]) for r in part], "o-", label=run
+        )
     plt.plot(
-        minutes, [float(r["psnr_teacher_forced"]) for r in rows], "o-", label="world model (teacher-forced)"
+        [r["minutes"] for r in rows],
+        [float(r["psnr_copy_last"]) for r in rows],
+        "--",
+        label="copy last frame",
     )
-    plt.plot(minutes, [float(r["psnr_copy_last"]) for r in rows], "--", label="copy last frame")
     plt.xlabel("DiT training time (minutes)")
     plt.ylabel("held-out next-frame PSNR (dB)")
-    plt.title(f"{run_dir.name}: next-frame PSNR during training")
+    plt.title("next-frame PSNR during training")
     plt.grid(alpha=0.3)
     plt.legend()
     plt.tight_layout()
     plt.savefig(out_png, dpi=120)
     plt.close()
-    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", default="configs/pacman-64.yaml")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per stage")
-    parser.add_argument("--run", default="runs/pacman-64", help="a training run whose PSNR curve to plot")
+    parser.add_argument(
+        "--run",
+        nargs="+",
+        default=["runs/pacman-64"],
+        help="a training run whose PSNR curve to plot, or several that continue one another, in order",
+    )
     parser.add_argument("--out", default="bench/results")
     args = parser.parse_args()
     out = Path(args.out)
@@ -116,12 +145,14 @@ def main() -> None:
     config = load_config(args.config)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     rates = {device.type: measure_stages(config, device, args.steps) for device in devices}
-    curve = plot_curve(Path(args.run), out / "training_curve.png")
+    curve = read_curve([Path(run) for run in args.run])
+    if curve:
+        plot_curve(curve, out / "training_curve.png")
 
     lines = [
         "# Training throughput",
         "",
-        f"Command: `python bench/bench_training.py --config {args.config} --steps {args.steps} --run {args.run}`",
+        f"Command: `python bench/bench_training.py --config {args.config} --steps {args.steps} --run {' '.join(args.run)}`",
         "",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__} with {torch.get_num_threads()} threads.",
@@ -139,19 +170,19 @@ def main() -> None:
         best = max(curve, key=lambda r: float(r["psnr_teacher_forced"]))
         lines += [
             "",
-            f"## Held-out next-frame PSNR against training time ({args.run})",
+            f"## Held-out next-frame PSNR against training time ({', '.join(args.run)})",
             "",
             "![PSNR curve](training_curve.png)",
             "",
-            "| DiT step | minutes | teacher-forced PSNR (dB) | copy-last PSNR (dB) |",
-            "|---|---|---|---|",
+            "| run | DiT step | minutes | teacher-forced PSNR (dB) | copy-last PSNR (dB) |",
+            "|---|---|---|---|---|",
             *(
-                f"| {r['step']} | {float(r['seconds']) / 60:.1f} | {float(r['psnr_teacher_forced']):.2f} | "
+                f"| {r['run']} | {r['step']} | {r['minutes']:.1f} | {float(r['psnr_teacher_forced']):.2f} | "
                 f"{float(r['psnr_copy_last']):.2f} |"
                 for r in curve
             ),
             "",
-            f"Best: {float(best['psnr_teacher_forced']):.2f} dB at {float(best['seconds']) / 60:.1f} minutes, "
+            f"Best: {float(best['psnr_teacher_forced']):.2f} dB at {best['minutes']:.1f} minutes, "
             f"{float(best['psnr_teacher_forced']) - float(best['psnr_copy_last']):+.2f} dB over copy-last.",
         ]
     (out / "training.md").write_text("\n".join(lines) + "\n")

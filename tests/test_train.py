@@ -111,6 +111,9 @@ def test_a_new_run_starts_from_a_checkpoint_and_may_add_action_planes(
     assert train.main([*command("planes"), "dit.action_planes=true"]) == 0
     model, source = load(tmp_path / "planes" / "checkpoint"), load(trained_run / "checkpoint")
     assert model.denoiser.action_planes and not source.denoiser.action_planes
+    history = model.settings.training["initialised_from"]
+    assert history["checkpoint"] == str(trained_run / "checkpoint")
+    assert history["stages"] == source.settings.training["stages"]
     assert model.vae.config.scaling_factor == source.vae.config.scaling_factor  # the autoencoder carries over
     assert all(
         torch.equal(a, b) for a, b in zip(model.vae.parameters(), source.vae.parameters(), strict=True)
