@@ -20,7 +20,7 @@ from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
 import recorder
-from worldmodel.config import ConfigError, load_config
+from worldmodel.config import ConfigError, config_from_dict, load_config
 from worldmodel.data import build_latent_cache
 from worldmodel.dit import Denoiser, with_more_inputs
 from worldmodel.flow import flow_matching_loss
@@ -31,7 +31,7 @@ from worldmodel.training import (
     RunMismatchError,
     check_run_config,
     load_training_state,
-    plain,
+    model_differences,
     save_training_state,
     warmup_schedule,
 )
@@ -230,14 +230,10 @@ def initial_model(path: str, config, action_meanings: list[str]) -> WorldModel:
     """A trained checkpoint to continue from under ``config``, its denoiser widened for action planes
     when the config adds them."""
     model = WorldModel.load(path)
-    trained = dict(model.settings.config)
-    wanted = config.to_dict()
-    trained_dit = {**trained.get("dit", {}), "action_planes": wanted["dit"]["action_planes"]}
-    differences = [
-        key
-        for key in ("env_id", "frame_size", "history_length", "vae", "heads")
-        if plain(trained.get(key)) != plain(wanted[key])
-    ] + (["dit"] if plain(trained_dit) != plain(wanted["dit"]) else [])
+    trained = config_from_dict(model.settings.config)
+    # The one difference allowed: planes the trained denoiser lacks, added by widening it.
+    trained.dit.action_planes = config.dit.action_planes or model.denoiser.action_planes
+    differences = model_differences(trained, config)
     if differences or model.settings.action_meanings != action_meanings:
         raise ConfigError(
             f"--init-from {path} was trained with another model config (different: "

@@ -92,15 +92,14 @@ def read_curve(run_dirs: list[Path]) -> list[dict]:
     rows, offset = [], 0.0
     for run_dir in run_dirs:
         log = run_dir / "dit_eval.csv"
-        if not log.is_file():
+        run_rows = list(csv.DictReader(log.open())) if log.is_file() else []
+        if not run_rows:
             continue
-        run_rows = list(csv.DictReader(log.open()))
         for row in run_rows:
             rows.append({**row, "run": run_dir.name, "minutes": offset + float(row["seconds"]) / 60})
-        offset = rows[-1]["minutes"] if rows else offset
         settings = run_dir / "checkpoint" / "world_model.json"
-        if settings.is_file():  # the stage's whole time, which may run past its last evaluation
-            offset = offset - float(run_rows[-1]["seconds"]) / 60 + dit_minutes(settings)
+        # The next run starts where this stage ended, which may be after its last evaluation.
+        offset += dit_minutes(settings) if settings.is_file() else float(run_rows[-1]["seconds"]) / 60
     return rows
 
 

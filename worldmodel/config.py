@@ -163,3 +163,8 @@ def load_config(
             node = node.setdefault(key, {})
         node[keys[-1]] = value
     return _build(WorldModelConfig, values, "")
+
+
+def config_from_dict(values: dict[str, Any]) -> WorldModelConfig:
+    """A config from its ``to_dict()`` form, as a checkpoint stores it; keys added since take their defaults."""
+    return _build(WorldModelConfig, values, "")

@@ -26,8 +26,7 @@ def check_run_config(run_dir: Path, config: WorldModelConfig) -> None:
     current = config.to_dict()
     if path.is_file():
         # Read through load_config, so a setting added since the run began reads as its default.
-        stored = plain(load_config(path).to_dict())
-        differences = [key for key in MODEL_SECTIONS if stored.get(key) != plain(current.get(key))]
+        differences = model_differences(load_config(path), config)
         if differences:
             raise RunMismatchError(
                 f"{run_dir} holds a run of another model config (different: {', '.join(differences)}); "
@@ -35,6 +34,12 @@ def check_run_config(run_dir: Path, config: WorldModelConfig) -> None:
             )
     run_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(plain(current), sort_keys=False))
+
+
+def model_differences(trained: WorldModelConfig, wanted: WorldModelConfig) -> list[str]:
+    """The MODEL_SECTIONS in which two configs differ: where weights of one do not fit the other."""
+    trained_dict, wanted_dict = plain(trained.to_dict()), plain(wanted.to_dict())
+    return [key for key in MODEL_SECTIONS if trained_dict[key] != wanted_dict[key]]
 
 
 def plain(value):
