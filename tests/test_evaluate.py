@@ -14,12 +14,14 @@ from recorder import TrajectoryWriter
 from recorder.__main__ import main as record
 from worldmodel.evaluate.__main__ import main as evaluate
 from worldmodel.evaluate.control import MazeCircuit
+from worldmodel.evaluate.episodes import choose_contexts
 from worldmodel.evaluate.game_metrics import (
     at_step,
     pacman_tile_count,
     pellet_reappearances,
     per_step_mean,
     tile_agreement,
+    tile_misses,
     wall_agreement,
 )
 from worldmodel.metrics import precision_recall
@@ -64,6 +66,27 @@ def test_a_frame_without_pacman_disagrees_and_has_no_single_pacman(frame):
     assert tile_agreement([real, generated], [real, real]).tolist() == [True, False]
     assert pacman_tile_count(frame) == 1
     assert pacman_tile_count(removed) == 0
+
+
+def test_misses_tell_a_lost_pacman_from_a_wrong_move():
+    real = state(pacman=(1, 1))
+    generated = [state(pacman=(1, 1)), state(pacman=None), state(pacman=(1, 2)), state(pacman=(3, 3))]
+    assert tile_misses(generated, [real] * 4) == {"missing": 1, "elsewhere": 2}
+    # A real frame with no Pacman (caught by a ghost) is nobody's miss.
+    assert tile_misses([state(pacman=None)], [state(pacman=None)]) == {"missing": 0, "elsewhere": 0}
+
+
+def test_contexts_per_episode_leave_room_for_the_horizon():
+    class Episode:
+        def __init__(self, length):
+            self.frames = np.zeros((length, 1))
+
+    episodes = [Episode(100), Episode(30), Episode(10)]
+    contexts = choose_contexts(episodes, 4, 20, np.random.default_rng(0), per_episode=3)
+    assert [c.episode for c in contexts] == episodes * 3
+    for context in contexts:
+        room = len(context.episode.frames) - 4 - 20
+        assert context.start <= max(room, 0)
 
 
 def test_a_duplicated_pacman_counts_two_tiles(frame):
@@ -184,6 +207,8 @@ def test_quick_evaluation_writes_every_output(tiny_checkpoint, held_out, tmp_pat
         assert isinstance(metrics[key], float) and math.isfinite(metrics[key]), key
     assert metrics["replay_matches_recording"] == 1.0
     assert len(metrics["ablations"]) == 11
+    misses = metrics["pacman_misses_at_16"]
+    assert misses["missing"] + misses["elsewhere"] <= misses["rollouts"] == 3  # quick: one start per episode
     report = (out / "report.md").read_text()
     assert f"--data {held_out}" in report
     assert "![control](control.png)" in report

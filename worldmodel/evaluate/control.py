@@ -9,7 +9,7 @@ import envs
 from envs.maze import DOWN, LEFT, PACMAN_NEXT_TILE, RIGHT, UP
 from worldmodel.evaluate.episodes import Context, restore_game
 from worldmodel.evaluate.fidelity import Rollouts, free_run
-from worldmodel.evaluate.game_metrics import tile_agreement
+from worldmodel.evaluate.game_metrics import tile_agreement, tile_misses
 
 CLOCKWISE = {UP: RIGHT, RIGHT: DOWN, DOWN: LEFT, LEFT: UP}
 COUNTERCLOCKWISE = {after: before for before, after in CLOCKWISE.items()}
@@ -95,3 +95,11 @@ def agreement_by_step(rollouts: Rollouts) -> np.ndarray:
         real = envs.parse_frame(rollouts.real[row, col])
         agree[row, col] = tile_agreement([generated], [real])[0]
     return agree
+
+
+def misses_at(rollouts: Rollouts, step: int) -> dict[str, int]:
+    """``tile_misses`` over the rollouts that reach 1-based ``step``, and how many those are."""
+    rows = np.flatnonzero(rollouts.valid[:, step - 1])
+    generated = [envs.parse_frame(rollouts.generated[row, step - 1]) for row in rows]
+    real = [envs.parse_frame(rollouts.real[row, step - 1]) for row in rows]
+    return {**tile_misses(generated, real), "rollouts": len(rows)}

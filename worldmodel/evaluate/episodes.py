@@ -99,13 +99,17 @@ def choose_windows(episodes, history_length: int, count: int, rng: np.random.Gen
     return [Context(episodes[rows[i][0]], rows[i][1], history_length) for i in sorted(chosen)]
 
 
-def choose_contexts(episodes, history_length: int, horizon: int, rng: np.random.Generator) -> list[Context]:
-    """One context per episode, placed so that ``horizon`` recorded frames follow it where the episode allows."""
+def choose_contexts(
+    episodes, history_length: int, horizon: int, rng: np.random.Generator, per_episode: int = 1
+) -> list[Context]:
+    """``per_episode`` contexts from each episode (episode by episode), each placed so that ``horizon``
+    recorded frames follow it where the episode allows."""
     contexts = []
-    for episode in episodes:
-        latest = len(episode.frames) - history_length - horizon  # the last start with a full horizon after it
-        start = int(rng.integers(latest + 1)) if latest > 0 else 0
-        contexts.append(Context(episode, start, history_length))
+    for _ in range(per_episode):
+        for episode in episodes:
+            latest = len(episode.frames) - history_length - horizon  # the last start with a full horizon
+            start = int(rng.integers(latest + 1)) if latest > 0 else 0
+            contexts.append(Context(episode, start, history_length))
     return contexts
 
 

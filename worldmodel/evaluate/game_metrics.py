@@ -19,6 +19,18 @@ def tile_agreement(generated_states: Sequence[PacmanState], real_states: Sequenc
     return np.array([g.pacman == r.pacman for g, r in zip(generated_states, real_states, strict=True)])
 
 
+def tile_misses(
+    generated_states: Sequence[PacmanState], real_states: Sequence[PacmanState]
+) -> dict[str, int]:
+    """How the generated frames that disagree with a real Pacman fail: no Pacman read at all
+    ("missing": lost, smeared or faded) or a Pacman on another tile ("elsewhere": a wrong move)."""
+    misses = {"missing": 0, "elsewhere": 0}
+    for generated, real in zip(generated_states, real_states, strict=True):
+        if real.pacman is not None and generated.pacman != real.pacman:
+            misses["missing" if generated.pacman is None else "elsewhere"] += 1
+    return misses
+
+
 def wall_agreement(state: PacmanState, maze_walls: np.ndarray) -> float:
     """Share of the maze's tiles whose wall / no-wall reading matches the real maze."""
     return float(np.mean(state.walls == maze_walls))

@@ -133,6 +133,7 @@ def _sections(metrics: dict, out: Path) -> list[str]:
                     for kind, suffix in (("recorded", ""), ("random", "_random"), ("circuit", "_circuit"))
                 ],
             ),
+            _misses_line(m.get("pacman_misses_at_16")),
             "![control](control.png) ![circuit](circuit_0.gif)",
             "## 4. Drift",
             f"{m['plan']['drift_rollouts']} rollouts of {m['drift_steps']} steps, actions from the explorer "
@@ -224,4 +225,16 @@ def write(out: Path, metrics: dict, notes: list[str], command: str) -> None:
             "the same fraction of the shortened horizon. Not comparable with a full run."
         )
     header += [f"Note: {note}" for note in notes]
-    (out / "report.md").write_text("\n\n".join(header + _sections(metrics, out)) + "\n")
+    (out / "report.md").write_text(
+        "\n\n".join(part for part in header + _sections(metrics, out) if part) + "\n"
+    )
+
+
+def _misses_line(misses: dict | None) -> str:
+    if not misses:
+        return ""
+    return (
+        f"Under the recorded actions, {misses['rollouts']} rollouts reach step 16; there "
+        f"{misses['missing']} show no Pacman (lost or faded) and {misses['elsewhere']} show him on "
+        "another tile."
+    )

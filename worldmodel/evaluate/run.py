@@ -29,6 +29,7 @@ class Plan:
     """How much of each measurement to run."""
 
     episodes: int = 8  # held-out episodes used (the first ones of the file)
+    contexts_per_episode: int = 3  # free-running starts per episode: more rollouts, steadier shares
     windows: int = 256  # teacher-forced next-frame windows
     horizon: int = 64  # free-running steps compared with the real frames
     drift_steps: int = 1000
@@ -42,7 +43,7 @@ class Plan:
 
 FULL = Plan()
 QUICK = Plan(
-    episodes=3, windows=16, horizon=16, drift_steps=200, drift_rollouts=2, ablation_windows=8,
+    episodes=3, contexts_per_episode=1, windows=16, horizon=16, drift_steps=200, drift_rollouts=2, ablation_windows=8,
     ablation_episodes=2, fps_steps=5, batch_fps_size=4, gif_episodes=2,
 )  # fmt: skip
 
@@ -88,7 +89,9 @@ def evaluate(
     parsed = settings.env_id == PARSED_ENV
     rng = np.random.default_rng(seed)
     windows = choose_windows(held_out, settings.history_length, plan.windows, rng)
-    contexts = choose_contexts(held_out, settings.history_length, plan.horizon, rng)
+    contexts = choose_contexts(
+        held_out, settings.history_length, plan.horizon, rng, plan.contexts_per_episode
+    )
     out.mkdir(parents=True, exist_ok=True)
     metrics = {
         "checkpoint": str(checkpoint), "data": str(data), "env_id": settings.env_id, "seed": seed,
@@ -177,6 +180,8 @@ def control_section(
     settings = model.settings
     game = envs.make_env(settings.env_id, frame_size=settings.frame_size)
     agreement = {"recorded": (control.agreement_by_step(recorded), recorded.valid)}
+    if recorded.valid.shape[1] >= 16:
+        metrics["pacman_misses_at_16"] = control.misses_at(recorded, 16)
     for kind in ("random", "circuit"):
         rollouts, matched = control.policy_rollouts(model, game, contexts, kind, plan.horizon, seed)
         agreement[kind] = (control.agreement_by_step(rollouts), rollouts.valid)
