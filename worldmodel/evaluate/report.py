@@ -190,7 +190,8 @@ def _sections(metrics: dict, out: Path) -> list[str]:
             ],
         ),
         "## 7. Sampler ablations",
-        "Each setting varied alone around the checkpoint's defaults, on a subset of the windows and contexts.",
+        f"Each setting varied alone around the checkpoint's defaults, on {m['ablation_sizes']['windows']} "
+        f"teacher-forced windows and {m['ablation_sizes']['contexts']} free-running starts.",
         _table(
             ["setting", "value", "default", "teacher-forced PSNR", "Pacman tile agreement at 16", "step fps"],
             [

@@ -35,7 +35,7 @@ class Plan:
     drift_steps: int = 1000
     drift_rollouts: int = 4
     ablation_windows: int = 64
-    ablation_episodes: int = 4
+    ablation_contexts: int = 40  # free-running starts per sampler setting (the control column)
     fps_steps: int = 30
     batch_fps_size: int = 8
     gif_episodes: int = 3
@@ -44,7 +44,7 @@ class Plan:
 FULL = Plan()
 QUICK = Plan(
     episodes=3, contexts_per_episode=1, windows=16, horizon=16, drift_steps=200, drift_rollouts=2, ablation_windows=8,
-    ablation_episodes=2, fps_steps=5, batch_fps_size=4, gif_episodes=2,
+    ablation_contexts=2, fps_steps=5, batch_fps_size=4, gif_episodes=2,
 )  # fmt: skip
 
 
@@ -128,10 +128,13 @@ def evaluate(
         model, plan.batch_fps_size, plan.fps_steps, seed, contexts[0]
     )
     stage("ablations")
+    ablation_windows = windows[:: max(1, len(windows) // plan.ablation_windows)][: plan.ablation_windows]
+    ablation_contexts = contexts[: plan.ablation_contexts]  # the first ones: one per episode first
+    metrics["ablation_sizes"] = {"windows": len(ablation_windows), "contexts": len(ablation_contexts)}
     metrics["ablations"] = speed.ablations(
         model,
-        windows[:: max(1, len(windows) // plan.ablation_windows)][: plan.ablation_windows],  # spread out
-        contexts[: plan.ablation_episodes],
+        ablation_windows,  # spread out over the held-out windows
+        ablation_contexts,
         control.agreement_by_step if parsed else None,
         plan.fps_steps,
         seed,

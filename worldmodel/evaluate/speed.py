@@ -17,7 +17,7 @@ from worldmodel.evaluate.game_metrics import at_step, per_step_mean
 WARMUP_STEPS = 3
 ABLATIONS = {
     "sampling_steps": (1, 2, 4, 8),
-    "guidance_scale": (1.0, 1.5, 3.0),
+    "guidance_scale": (1.0, 2.0, 3.0),
     "context_noise": (0.0, 0.05, 0.1, 0.2),
 }
 AGREEMENT_STEP = 16
