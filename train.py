@@ -228,25 +228,29 @@ def run_heads_stage(model, config, stage, data_path, run_dir, train_ids, held_ou
 
 def initial_model(path: str, config, action_meanings: list[str]) -> WorldModel:
     """A trained checkpoint to continue from under ``config``, its denoiser widened for action planes
-    when the config adds them."""
+    when the config adds them and padded as the config's ``dit.wrap_edges`` says."""
     model = WorldModel.load(path)
     trained = config_from_dict(model.settings.config)
-    # The one difference allowed: planes the trained denoiser lacks, added by widening it.
+    # The differences the trained weights can take: planes the denoiser lacks, added by widening it,
+    # and the convolutions' padding, which is no weight.
     trained.dit.action_planes = config.dit.action_planes or model.denoiser.action_planes
+    trained.dit.wrap_edges = config.dit.wrap_edges
     differences = model_differences(trained, config)
     if differences or model.settings.action_meanings != action_meanings:
         raise ConfigError(
             f"--init-from {path} was trained with another model config (different: "
-            f"{', '.join(differences) or 'actions'}); only dit.action_planes may be added"
+            f"{', '.join(differences) or 'actions'}); only dit.action_planes may be added and "
+            "dit.wrap_edges changed"
         )
     # The new run's stage records replace the source's; keep those as the weights' history.
     model.settings.training["initialised_from"] = {
         "checkpoint": str(path),
         "stages": dict(model.settings.training.get("stages", {})),
     }
+    transformer = model.denoiser.transformer
     if config.dit.action_planes and not model.denoiser.action_planes:
-        transformer = with_more_inputs(model.denoiser.transformer, model.settings.num_actions)
-        model.denoiser = Denoiser(transformer, model.denoiser.conditioner)
+        transformer = with_more_inputs(transformer, model.settings.num_actions)
+    model.denoiser = Denoiser(transformer, model.denoiser.conditioner, config.dit.wrap_edges)
     return model
 
 

@@ -107,10 +107,11 @@ def test_a_new_run_starts_from_a_checkpoint_and_may_add_action_planes(
         ]
 
     assert train.main([*command("deeper"), "dit.num_layers=3"]) == 2
-    assert "only dit.action_planes may be added" in capsys.readouterr().err
-    assert train.main([*command("planes"), "dit.action_planes=true"]) == 0
+    assert "only dit.action_planes may be added and dit.wrap_edges changed" in capsys.readouterr().err
+    assert train.main([*command("planes"), "dit.action_planes=true", "dit.wrap_edges=true"]) == 0
     model, source = load(tmp_path / "planes" / "checkpoint"), load(trained_run / "checkpoint")
     assert model.denoiser.action_planes and not source.denoiser.action_planes
+    assert model.denoiser.wrap_edges and not source.denoiser.wrap_edges
     history = model.settings.training["initialised_from"]
     assert history["checkpoint"] == str(trained_run / "checkpoint")
     assert history["stages"] == source.settings.training["stages"]

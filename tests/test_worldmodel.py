@@ -113,6 +113,27 @@ def test_widening_a_trained_denoiser_for_action_planes_keeps_its_predictions(tin
     assert torch.equal(tiny_model.predict_next(history, actions, generator=generators()), before)
 
 
+@pytest.mark.parametrize("wrap_edges", [False, True])
+def test_a_wrapping_denoiser_carries_what_leaves_one_edge_in_at_the_other(wrap_edges, tmp_path):
+    model = make_tiny_model(f"dit.wrap_edges={str(wrap_edges).lower()}")
+    history, actions = make_inputs(model)
+    noisy, t = torch.randn_like(history[:, 0]), torch.rand(3)
+    level, keep = torch.zeros(3), torch.zeros(3, dtype=torch.bool)
+    shift = model.denoiser.transformer.config.patch_size  # a whole token to the right, past the edge
+
+    def velocity(model, noisy, history):
+        with torch.no_grad():
+            return model.denoiser(noisy, t, history, actions, level, keep)
+
+    moved = velocity(model, noisy.roll(shift, -1), history.roll(shift, -1))
+    equivariant = torch.allclose(moved, velocity(model, noisy, history).roll(shift, -1), atol=1e-5)
+    assert equivariant == wrap_edges
+    model.save(tmp_path / "checkpoint")  # the padding is no weight: the config must bring it back
+    reloaded = load(tmp_path / "checkpoint")
+    assert reloaded.denoiser.wrap_edges == wrap_edges
+    assert torch.allclose(velocity(reloaded, noisy, history), velocity(model, noisy, history), atol=1e-6)
+
+
 @pytest.mark.parametrize("scheduler", ["euler", "dpm"])
 @pytest.mark.parametrize("guidance_scale", [1.0, 2.0])
 def test_sampler_is_deterministic_under_a_seed(tiny_model, scheduler, guidance_scale):

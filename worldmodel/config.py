@@ -40,6 +40,11 @@ class DiTConfig:
     # Also feed the action being taken as one-hot planes beside the latents in the input projection,
     # so every token sees it from the first layer (cross-attention alone learns to steer slowly).
     action_planes: bool = False
+    # Pad the transformer's convolutions circularly, so its token grid is a torus: what leaves one
+    # edge enters at the other, as Pacman does through the maze's side tunnel. Sana has no position
+    # embedding, so these convolutions are the denoiser's only sense of space; the walls drawn in
+    # the history frames say where the board really wraps.
+    wrap_edges: bool = False
 
 
 @dataclass

@@ -86,13 +86,28 @@ def with_more_inputs(transformer: SanaTransformer2DModel, extra: int) -> SanaTra
     return wider
 
 
+def set_wrap_edges(transformer: SanaTransformer2DModel, wrap: bool) -> None:
+    """Pads every spatial convolution of ``transformer`` circularly (``wrap``) or with zeros.
+
+    A padding mode is not a weight, so the same weights serve either; it is not in diffusers'
+    config either, so the checkpoint's ``dit.wrap_edges`` says which one a model was trained with.
+    """
+    for module in transformer.modules():
+        if isinstance(module, nn.Conv2d) and any(module.padding):
+            module.padding_mode = "circular" if wrap else "zeros"
+
+
 class Denoiser(nn.Module):
     """Velocity prediction v(x_t, t | history, actions): the transformer and its conditioner together."""
 
-    def __init__(self, transformer: SanaTransformer2DModel, conditioner: ActionConditioner):
+    def __init__(
+        self, transformer: SanaTransformer2DModel, conditioner: ActionConditioner, wrap_edges: bool = False
+    ):
         super().__init__()
+        set_wrap_edges(transformer, wrap_edges)
         self.transformer = transformer
         self.conditioner = conditioner
+        self.wrap_edges = wrap_edges
         num_actions, history_length = conditioner.config.num_actions, conditioner.config.history_length
         latents_only = input_channels(transformer.config.out_channels, history_length, num_actions, False)
         self.action_planes = transformer.config.in_channels == latents_only + num_actions

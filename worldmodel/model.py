@@ -92,7 +92,8 @@ class WorldModel(nn.Module):
         super().__init__()
         self.settings = settings
         self.vae = vae
-        self.denoiser = Denoiser(transformer, conditioner)
+        wrap_edges = settings.config.get("dit", {}).get("wrap_edges", False)
+        self.denoiser = Denoiser(transformer, conditioner, wrap_edges)
         self.heads = heads
 
     @classmethod
