@@ -242,10 +242,13 @@ def initial_model(path: str, config, action_meanings: list[str]) -> WorldModel:
             f"{', '.join(differences) or 'actions'}); only dit.action_planes may be added and "
             "dit.wrap_edges changed"
         )
-    # The new run's stage records replace the source's; keep those as the weights' history.
+    # The new run's stage records replace the source's; keep those, and what the source itself was
+    # initialised from, as the weights' history.
+    source = model.settings.training
     model.settings.training["initialised_from"] = {
         "checkpoint": str(path),
-        "stages": dict(model.settings.training.get("stages", {})),
+        "stages": dict(source.get("stages", {})),
+        **({"initialised_from": source["initialised_from"]} if "initialised_from" in source else {}),
     }
     transformer = model.denoiser.transformer
     if config.dit.action_planes and not model.denoiser.action_planes:

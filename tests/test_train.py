@@ -90,8 +90,7 @@ def test_one_stage_trains_on_from_where_a_full_run_stopped(recorded_file, traine
 def test_a_new_run_starts_from_a_checkpoint_and_may_add_action_planes(
     recorded_file, trained_run, tmp_path, capsys
 ):
-    def command(name):
-        source = str(trained_run / "checkpoint")
+    def command(name, source=trained_run / "checkpoint"):
         out = str(tmp_path / name)
         return [
             "--config",
@@ -103,7 +102,7 @@ def test_a_new_run_starts_from_a_checkpoint_and_may_add_action_planes(
             "--stage",
             "dit",
             "--init-from",
-            source,
+            str(source),
         ]
 
     assert train.main([*command("deeper"), "dit.num_layers=3"]) == 2
@@ -119,6 +118,12 @@ def test_a_new_run_starts_from_a_checkpoint_and_may_add_action_planes(
     assert all(
         torch.equal(a, b) for a, b in zip(model.vae.parameters(), source.vae.parameters(), strict=True)
     )
+    # A run from that run's checkpoint keeps the whole chain of runs behind its weights.
+    planes = tmp_path / "planes" / "checkpoint"
+    assert train.main([*command("again", planes), "dit.action_planes=true", "dit.wrap_edges=true"]) == 0
+    history = load(tmp_path / "again" / "checkpoint").settings.training["initialised_from"]
+    assert history["checkpoint"] == str(planes)
+    assert history["initialised_from"]["checkpoint"] == str(trained_run / "checkpoint")
 
 
 def test_a_run_begun_before_a_setting_existed_still_resumes(recorded_file, tmp_path):
