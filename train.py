@@ -52,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--init-from",
         metavar="CHECKPOINT",
         help="start a new run from this checkpoint's weights (same model config, except that it may add "
-        "dit.action_planes); ignored once the run has its own checkpoint",
+        "dit.action_planes and change dit.wrap_edges); ignored once the run has its own checkpoint",
     )
     parser.add_argument("overrides", nargs="*", help="config overrides such as train.dit.steps=200")
     return parser.parse_args(argv)
