@@ -30,10 +30,10 @@ from worldmodel.samples import dit_samples, heads_metrics, vae_samples
 from worldmodel.training import (
     RunMismatchError,
     check_run_config,
+    learning_rate_schedule,
     load_training_state,
     model_differences,
     save_training_state,
-    warmup_schedule,
 )
 from worldmodel.vae import frames_to_tensor, measure_scaling_factor, reconstruction_loss
 
@@ -70,11 +70,11 @@ def batch_seed(seed: int, step: int, accelerator) -> int:
 
 
 def train_stage(name, module, batch_loss, evaluate, stage, run_dir, accelerator, seed):
-    """The loop shared by every stage: AdamW + warmup, EMA, accumulation, periodic saves and evaluations."""
+    """The loop shared by every stage: AdamW + warmup (and an optional cooldown), EMA, accumulation, periodic saves and evaluations."""
     optimizer = torch.optim.AdamW(
         module.parameters(), lr=stage.learning_rate, weight_decay=stage.weight_decay
     )
-    schedule = warmup_schedule(optimizer, stage.warmup_steps)
+    schedule = learning_rate_schedule(optimizer, stage)
     module, optimizer, schedule = accelerator.prepare(module, optimizer, schedule)
     ema = EMAModel(accelerator.unwrap_model(module).parameters(), decay=stage.ema_decay)
     accelerator.register_for_checkpointing(ema)

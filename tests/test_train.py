@@ -218,3 +218,41 @@ def test_data_of_another_game_or_not_a_recording_is_refused(recorded_file, tmp_p
     not_hdf5.write_text("not a recording")
     assert train.main(["--config", TINY, "--data", str(not_hdf5), "--out", out]) == 2
     assert str(not_hdf5) in capsys.readouterr().err
+
+
+def test_a_cooldown_lowers_the_learning_rate_to_zero_at_the_last_step_even_after_a_resume():
+    from types import SimpleNamespace
+
+    from worldmodel.training import learning_rate_schedule
+
+    stage = SimpleNamespace(learning_rate=1.0, warmup_steps=10, steps=100, decay_steps=40)
+
+    def stepped(optimizer, schedule, count):
+        rates = []
+        for _ in range(count):
+            rates.append(schedule.get_last_lr()[0])
+            optimizer.step()
+            schedule.step()
+        return rates
+
+    weight = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([weight], lr=stage.learning_rate)
+    schedule = learning_rate_schedule(optimizer, stage)
+    first = stepped(optimizer, schedule, 70)
+    assert first[0] == pytest.approx(0.1) and first[9] == pytest.approx(1.0)
+    assert first[59] == pytest.approx(1.0) and first[69] == pytest.approx(0.775)
+
+    # A resumed run restores the schedule's step and goes on down the same line.
+    resumed_optimizer = torch.optim.SGD([weight], lr=stage.learning_rate)
+    resumed = learning_rate_schedule(resumed_optimizer, stage)
+    resumed.load_state_dict(schedule.state_dict())
+    resumed_optimizer.load_state_dict(optimizer.state_dict())
+    rest = stepped(resumed_optimizer, resumed, 30)
+    assert rest[0] == pytest.approx(0.75) and rest[-1] == pytest.approx(1 / 40)
+    assert all(a > b for a, b in zip(rest, rest[1:], strict=False))
+    assert resumed.get_last_lr()[0] == pytest.approx(0.0)
+
+    constant = learning_rate_schedule(
+        torch.optim.SGD([weight], lr=1.0), SimpleNamespace(**{**vars(stage), "decay_steps": 0})
+    )
+    assert stepped(constant.optimizer, constant, 100)[-1] == pytest.approx(1.0)

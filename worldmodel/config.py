@@ -82,6 +82,9 @@ class StageConfig:
     learning_rate: float = 3e-4
     weight_decay: float = 0.0
     warmup_steps: int = 100
+    # The last decay_steps of `steps` lower the learning rate linearly to zero (warmup-stable-decay):
+    # a run stopped early can be resumed with a cooldown. 0 keeps it constant after warmup.
+    decay_steps: int = 0
     gradient_accumulation_steps: int = 1
     ema_decay: float = 0.999
     save_every: int = 200  # steps between resumable training states

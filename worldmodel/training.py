@@ -51,9 +51,18 @@ def plain(value):
     return value
 
 
-def warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def learning_rate_factor(step: int, warmup_steps: int, total_steps: int, decay_steps: int) -> float:
+    """Linear warmup, then constant, then (when decay_steps > 0) a linear fall to zero at total_steps."""
+    warmup = min(1.0, (step + 1) / max(1, warmup_steps))
+    if decay_steps <= 0:
+        return warmup
+    return warmup * min(1.0, max(0.0, (total_steps - step) / decay_steps))
+
+
+def learning_rate_schedule(optimizer: torch.optim.Optimizer, stage) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup_steps))
+        optimizer,
+        lambda step: learning_rate_factor(step, stage.warmup_steps, stage.steps, stage.decay_steps),
     )
 
 
