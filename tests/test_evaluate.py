@@ -20,6 +20,7 @@ from worldmodel.evaluate.game_metrics import (
     pacman_tile_count,
     pellet_reappearances,
     per_step_mean,
+    share_interval,
     tile_agreement,
     tile_misses,
     wall_agreement,
@@ -74,6 +75,14 @@ def test_misses_tell_a_lost_pacman_from_a_wrong_move():
     assert tile_misses(generated, [real] * 4) == {"missing": 1, "elsewhere": 2}
     # A real frame with no Pacman (caught by a ghost) is nobody's miss.
     assert tile_misses([state(pacman=None)], [state(pacman=None)]) == {"missing": 0, "elsewhere": 0}
+
+
+def test_a_share_interval_matches_wilson_and_narrows_with_more_rollouts():
+    assert share_interval(9, 10) == pytest.approx((0.5958, 0.9821), abs=1e-4)
+    assert share_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    low, high = share_interval(324, 360)  # 0.90 on the evaluation's 360 rollouts
+    assert high - low < 0.07 < share_interval(108, 120)[1] - share_interval(108, 120)[0]
+    assert all(math.isnan(bound) for bound in share_interval(0, 0))
 
 
 def test_contexts_per_episode_leave_room_for_the_horizon():
@@ -208,7 +217,10 @@ def test_quick_evaluation_writes_every_output(tiny_checkpoint, held_out, tmp_pat
     assert metrics["replay_matches_recording"] == 1.0
     assert len(metrics["ablations"]) == 11
     misses = metrics["pacman_misses_at_16"]
-    assert misses["missing"] + misses["elsewhere"] <= misses["rollouts"] == 3  # quick: one start per episode
+    # quick: the target's two 16-step starts in each of the three episodes
+    assert misses["missing"] + misses["elsewhere"] <= misses["rollouts"] == 6
+    low, high = metrics["pacman_tile_agreement_at_16_interval"]
+    assert 0 <= low <= metrics["pacman_tile_agreement_at_16"] <= high <= 1
     report = (out / "report.md").read_text()
     assert f"--data {held_out}" in report
     assert "![control](control.png)" in report

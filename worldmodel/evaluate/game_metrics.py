@@ -3,6 +3,7 @@ so each can be checked on constructed cases with known answers."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,6 +30,17 @@ def tile_misses(
         if real.pacman is not None and generated.pacman != real.pacman:
             misses["missing" if generated.pacman is None else "elsewhere"] += 1
     return misses
+
+
+def share_interval(hits: int, count: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a share ``hits / count`` (95% at the default ``z``): how far another
+    draw of as many rollouts could plausibly land."""
+    if count == 0:
+        return float("nan"), float("nan")
+    share, spread = hits / count, z * z / count
+    centre = (share + spread / 2) / (1 + spread)
+    half = z * math.sqrt(share * (1 - share) / count + spread / (4 * count)) / (1 + spread)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def wall_agreement(state: PacmanState, maze_walls: np.ndarray) -> float:

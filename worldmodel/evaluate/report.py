@@ -122,6 +122,7 @@ def _sections(metrics: dict, out: Path) -> list[str]:
             "Share of generated frames whose Pacman (parse_frame) stands on the real game's Pacman tile. "
             "Random: uniform actions; circuit: a right-hand-rule lap of the maze; both played in the real "
             "game restored to the same context.",
+            _target_line(m),
             _table(
                 ["actions", "at step 16", f"mean over {horizon} steps"],
                 [
@@ -228,6 +229,17 @@ def write(out: Path, metrics: dict, notes: list[str], command: str) -> None:
     header += [f"Note: {note}" for note in notes]
     (out / "report.md").write_text(
         "\n\n".join(part for part in header + _sections(metrics, out) if part) + "\n"
+    )
+
+
+def _target_line(m: dict) -> str:
+    """Where the recorded row's step-16 share comes from: its own, larger set of short rollouts."""
+    low, high = m.get("pacman_tile_agreement_at_16_interval", (float("nan"),) * 2)
+    return (
+        f"The recorded row's step-16 share is read on its own {m['plan']['target_starts_per_episode']} "
+        f"starts per episode, rollouts of 16 steps (95% interval {_number(low)} to {_number(high)}); the "
+        f"other cells on {m['plan']['contexts_per_episode']} starts per episode, rollouts of "
+        f"{m['plan']['horizon']} steps."
     )
 
 
