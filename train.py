@@ -70,7 +70,8 @@ def batch_seed(seed: int, step: int, accelerator) -> int:
 
 
 def train_stage(name, module, batch_loss, evaluate, stage, run_dir, accelerator, seed):
-    """The loop shared by every stage: AdamW + warmup (and an optional cooldown), EMA, accumulation, periodic saves and evaluations."""
+    """The loop shared by every stage: AdamW with warmup and an optional cooldown, EMA, accumulation,
+    periodic saves and evaluations."""
     optimizer = torch.optim.AdamW(
         module.parameters(), lr=stage.learning_rate, weight_decay=stage.weight_decay
     )
