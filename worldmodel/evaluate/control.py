@@ -97,9 +97,11 @@ def agreement_by_step(rollouts: Rollouts) -> np.ndarray:
     return agree
 
 
-def misses_at(rollouts: Rollouts, step: int) -> dict[str, int]:
-    """``tile_misses`` over the rollouts that reach 1-based ``step``, and how many those are."""
+def tiles_at(rollouts: Rollouts, step: int) -> dict[str, int]:
+    """At 1-based ``step``, over the rollouts that reach it: how many have Pacman on the real tile
+    ("hits") and how the others fail (``tile_misses``). Parses only that step's frames."""
     rows = np.flatnonzero(rollouts.valid[:, step - 1])
     generated = [envs.parse_frame(rollouts.generated[row, step - 1]) for row in rows]
     real = [envs.parse_frame(rollouts.real[row, step - 1]) for row in rows]
-    return {**tile_misses(generated, real), "rollouts": len(rows)}
+    hits = int(tile_agreement(generated, real).sum())
+    return {"hits": hits, **tile_misses(generated, real), "rollouts": len(rows)}

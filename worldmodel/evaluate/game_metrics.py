@@ -33,8 +33,8 @@ def tile_misses(
 
 
 def share_interval(hits: int, count: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a share ``hits / count`` (95% at the default ``z``): how far another
-    draw of as many rollouts could plausibly land."""
+    """Wilson score interval of a share ``hits / count`` (95% at the default ``z``): the true shares
+    that a draw of ``count`` rollouts cannot tell apart from the one it measured."""
     if count == 0:
         return float("nan"), float("nan")
     share, spread = hits / count, z * z / count

@@ -234,7 +234,7 @@ def write(out: Path, metrics: dict, notes: list[str], command: str) -> None:
 
 def _target_line(m: dict) -> str:
     """Where the recorded row's step-16 share comes from: its own, larger set of short rollouts."""
-    low, high = m.get("pacman_tile_agreement_at_16_interval", (float("nan"),) * 2)
+    low, high = m["pacman_tile_agreement_at_16_interval"]
     return (
         f"The recorded row's step-16 share is read on its own {m['plan']['target_starts_per_episode']} "
         f"starts per episode, rollouts of 16 steps (95% interval {_number(low)} to {_number(high)}); the "
