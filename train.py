@@ -199,7 +199,7 @@ def run_dit_stage(model, config, stage, data_path, run_dir, train_ids, held_out_
 
     def dit_loss(denoiser, draw):
         history, target, actions = cache.history_batch(
-            random_rows(rows, stage.batch_size, draw), config.history_length
+            random_rows(rows, stage.batch_size, draw), config.history_length, config.actions_seen
         )
         return flow_matching_loss(
             denoiser, target.to(device), history.to(device), actions.to(device), config.flow

@@ -59,7 +59,7 @@ def measure_stages(config, device, steps: int) -> dict[str, float]:
     def dit_loss():
         b = train.dit.batch_size
         history = torch.randn(b, s.history_length, *latent, device=device)
-        actions = torch.randint(0, s.num_actions, (b, s.history_length + 1), device=device)
+        actions = torch.randint(0, s.num_actions, (b, s.action_window), device=device)
         return flow_matching_loss(
             model.denoiser, torch.randn(b, *latent, device=device), history, actions, config.flow
         )

@@ -7,6 +7,7 @@ from recorder.reader import (
     Episode,
     TrajectoryFile,
     WindowDataset,
+    action_window,
     load,
     producing_actions,
     split_episodes,
@@ -14,6 +15,7 @@ from recorder.reader import (
 
 __all__ = [
     "RESET_ACTION",
+    "action_window",
     "producing_actions",
     "FORMAT_NAME",
     "FORMAT_VERSION",

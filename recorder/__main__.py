@@ -20,7 +20,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--episodes", type=int, required=True, help="number of episodes to record")
     parser.add_argument("--out", required=True, help="trajectory file; appended to if it exists")
     parser.add_argument(
-        "--policy", default="explore", help="explore (default), random, human, or module:callable"
+        "--policy",
+        default="explore",
+        help="explore (default), random, sticky, humanlike, human (keyboard), module:callable, "
+        "or a mixture drawn per episode and switched inside it: mix:explore=0.4,humanlike=0.3,sticky=0.2,random=0.1",
     )
     parser.add_argument("--workers", type=int, default=1, help="env copies playing in parallel processes")
     parser.add_argument(

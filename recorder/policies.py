@@ -1,5 +1,6 @@
-"""Who plays while the recorder records: the scripted explorer, uniform random, a human at the
-keyboard, or any `module:callable`. A policy maps an observation to an action index."""
+"""Who plays while the recorder records: the scripted explorer, uniform random, sticky random, a
+human-like player, a human at the keyboard, any `module:callable`, or a mixture of them.
+A policy maps an observation to an action index."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import os
 
 import numpy as np
 
-POLICY_NAMES = ("explore", "random", "human", "module:callable")
+from recorder.humanlike import HumanLikePlayer
+from recorder.mixture import MIX_PREFIX, MixturePolicy, parse_mixture
+
+POLICY_NAMES = ("explore", "random", "sticky", "humanlike", "human", "module:callable", "mix:NAME=W,...")
 
 
 class PolicyError(ValueError):
@@ -30,7 +34,7 @@ class RandomPolicy:
 
 
 class StickyRandomPolicy(RandomPolicy):
-    """Holds a random action for 2-10 steps: covers more of a game than flickering uniform actions."""
+    """Holds a random key for 2-10 steps, as an agent with action repeat or a button-masher does."""
 
     def reset(self, seed: int | None = None) -> None:
         super().reset(seed)
@@ -107,6 +111,21 @@ def make_policy(name: str, env, seed: int = 0, env_id: str | None = None):
     """Build the policy called `name` for `env`; a policy is `policy(observation) -> int`, with optional `reset(seed)`."""
     num_actions = int(env.action_space.n)
     env_id = env_id or (env.spec.id if env.spec else "")
+    if name.startswith(MIX_PREFIX):
+        try:
+            weights = parse_mixture(name)
+        except ValueError as error:
+            raise PolicyError(str(error)) from None
+        if "human" in weights:
+            raise PolicyError(f"policy {name!r}: the keyboard player 'human' cannot be part of a mixture")
+        players = {part: make_policy(part, env, seed, env_id) for part in weights}
+        return MixturePolicy(players, weights)
+    if name == "sticky":
+        return StickyRandomPolicy(num_actions, seed)
+    if name == "humanlike":
+        if env_id.startswith("Pacman"):
+            return HumanLikePlayer(seed)
+        return StickyRandomPolicy(num_actions, seed)  # the frame reader knows only our Pacman
     if name == "explore":
         if env_id.startswith("Pacman"):
             from envs import Explorer

@@ -119,6 +119,11 @@ class TrajectoryFile:
             **steps,
         )
 
+    def episode_actions(self, i: int) -> np.ndarray:
+        """Episode ``i``'s actions alone (its seed is ``seeds[i]``): cheap, the frames are not read."""
+        start, length = int(self.step_start[i]), int(self.lengths[i])
+        return self._file["actions"][start : start + length]
+
     def close(self) -> None:
         self._file.close()
 
@@ -152,6 +157,15 @@ def producing_actions(actions: np.ndarray) -> np.ndarray:
     """(T+1,) the action that produced each of an episode's T+1 frames: RESET_ACTION for the reset
     frame, then ``actions[t]`` for frame t+1. The convention of WindowDataset and of the world model."""
     return np.concatenate([[RESET_ACTION], actions]).astype(np.int64)
+
+
+def action_window(produced_by: np.ndarray, end: int, length: int) -> np.ndarray:
+    """(length,) the actions that produced frames end-length .. end-1 of an episode (``produced_by``
+    from ``producing_actions``); before the reset frame no key was pressed, so RESET_ACTION."""
+    window = np.full(length, RESET_ACTION, dtype=np.int64)
+    taken = produced_by[max(0, end - length) : end]
+    window[length - len(taken) :] = taken
+    return window
 
 
 class WindowDataset(Dataset):

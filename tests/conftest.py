@@ -26,11 +26,19 @@ def tiny_checkpoint(tmp_path_factory):
     """A checkpoint directory of the tiny config (untrained, seeded weights)."""
     torch.manual_seed(0)
     model = WorldModel.from_config(
-        load_config(os.path.join(REPOSITORY, "configs", "tiny.yaml")), list(envs.ACTION_MEANINGS)
+        # with the action and the held key as planes too, as the default model has them
+        load_config(
+            os.path.join(REPOSITORY, "configs", "tiny.yaml"),
+            ["dit.action_planes=true", "dit.held_action_planes=true"],
+        ),
+        list(envs.ACTION_MEANINGS),
     )
     # The zero-initialised output layer would make every sample ignore the history and the actions;
     # small random weights make the tests see a model whose frames depend on both.
     torch.nn.init.normal_(model.denoiser.transformer.proj_out.weight, std=0.05)
+    # An untrained end head would end episodes at random; this one predicts "not ended" throughout.
+    with torch.no_grad():
+        model.heads.out[-1].bias[1] = -20.0
     path = tmp_path_factory.mktemp("checkpoint") / "tiny"
     model.save(path)
     return path

@@ -8,7 +8,7 @@ import torch
 
 import envs
 from worldmodel.config import ConfigError, load_config
-from worldmodel.dit import Denoiser, with_more_inputs
+from worldmodel.dit import Denoiser, held_keys, with_more_inputs
 from worldmodel.flow import changed_cell_weights, flow_matching_loss
 from worldmodel.model import CheckpointError, WorldModel, load
 from worldmodel.sampler import FlowSampler
@@ -35,7 +35,7 @@ def make_inputs(model: WorldModel, batch: int = 3, seed: int = 0):
     history = torch.randn(
         batch, s.history_length, s.latent_channels, s.latent_size, s.latent_size, generator=generator
     )
-    actions = torch.randint(0, s.num_actions, (batch, s.history_length + 1), generator=generator)
+    actions = torch.randint(0, s.num_actions, (batch, s.action_window), generator=generator)
     return history, actions
 
 
@@ -280,3 +280,26 @@ def test_config_errors_name_the_problem(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
     assert load_config("configs/tiny.yaml", ["dit.num_layers=3"]).dit.num_layers == 3
+
+
+def test_held_key_is_the_last_key_pressed_in_the_window():
+    NOOP, UP, RIGHT, LEFT = 0, 1, 2, 3
+    windows = torch.tensor([[UP, NOOP, NOOP, NOOP], [UP, LEFT, NOOP, RIGHT], [NOOP, NOOP, NOOP, NOOP]])
+    assert held_keys(windows, NOOP).tolist() == [UP, RIGHT, NOOP]
+
+
+def test_a_key_pressed_before_the_last_k_steps_still_changes_the_next_frame():
+    # The game keeps a requested turn after its key is let go: a key older than the K + 1 latest
+    # actions must still reach the denoiser, through the action window and the held-key planes.
+    model = make_tiny_model("dit.action_planes=true", "dit.held_action_planes=true")
+    s = model.settings
+    assert s.action_window > s.history_length + 1
+    history, _ = make_inputs(model, batch=1)
+    released = torch.zeros(1, s.action_window, dtype=torch.long)
+    tapped = released.clone()
+    tapped[0, 0] = 1  # UP, pressed before the K + 1 latest steps, then no key since
+    outputs = [
+        model.predict_next(history, window, guidance_scale=1.0, generator=torch.Generator().manual_seed(0))
+        for window in (released, tapped)
+    ]
+    assert not torch.allclose(*outputs)

@@ -45,6 +45,9 @@ class DiTConfig:
     # embedding, so these convolutions are the denoiser's only sense of space; the walls drawn in
     # the history frames say where the board really wraps.
     wrap_edges: bool = False
+    # Also feed the held key, the last key pressed in the action window, as one-hot planes: a game
+    # such as Pacman keeps a requested turn until the maze allows it, long after the key is let go.
+    held_action_planes: bool = False
 
 
 @dataclass
@@ -109,11 +112,20 @@ class WorldModelConfig:
     env_id: str = "Pacman-v0"
     frame_size: int = 64
     history_length: int = 4  # K past frames the denoiser sees
+    # Actions the denoiser reads as cross-attention tokens, the one being taken included; 0 means
+    # K + 1. Longer than K + 1 so that a key pressed long ago whose effect is still to come (a
+    # requested turn the game keeps until the maze allows it) is in view.
+    action_window: int = 0
     vae: VAEConfig = field(default_factory=VAEConfig)
     dit: DiTConfig = field(default_factory=DiTConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def actions_seen(self) -> int:
+        """The action window's length: ``action_window``, or K + 1 when that is 0."""
+        return self.action_window or self.history_length + 1
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

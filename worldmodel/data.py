@@ -42,20 +42,22 @@ class LatentCache:
             [np.stack([np.full(int(self.length[e]), e), np.arange(self.length[e])], 1) for e in episodes]
         )
 
-    def history_batch(self, rows: np.ndarray, history_length: int):
-        """History latents (B, K, C, h, w), next latent (B, C, h, w) and actions (B, K+1) for window rows.
+    def history_batch(self, rows: np.ndarray, history_length: int, action_window: int | None = None):
+        """History latents (B, K, C, h, w), next latent (B, C, h, w) and the action window (B, W) for rows.
 
-        ``actions[:, j]`` is the action that produced history frame j (NOOP for an episode's reset
-        frame), and ``actions[:, K]`` the one that produces the next frame.
+        ``actions[:, -1]`` produces the next frame and ``actions[:, -1 - j]`` produced the frame j
+        steps before it; frames at or before an episode's reset count as produced by RESET_ACTION
+        (no key). W is ``action_window``, K + 1 when None.
         """
+        window_length = action_window or history_length + 1
         episodes, f0 = rows[:, 0], rows[:, 1]
         offsets = np.arange(history_length + 1)
         frame_index = self.frame_start[episodes][:, None] + f0[:, None] + offsets  # (B, K+1)
         window = self.latents[torch.from_numpy(frame_index)]  # (B, K+1, C, h, w)
-        local_frame = f0[:, None] + offsets  # (B, K+1)
+        local_frame = f0[:, None] + history_length + np.arange(1 - window_length, 1)  # (B, W)
         step_index = self.step_start[episodes][:, None] + local_frame - 1
         actions = self.actions[torch.from_numpy(np.maximum(step_index, 0))]
-        actions[torch.from_numpy(local_frame == 0)] = recorder.RESET_ACTION
+        actions[torch.from_numpy(local_frame <= 0)] = recorder.RESET_ACTION
         return window[:, :-1], window[:, -1], actions
 
     def transition_batch(self, rows: np.ndarray):

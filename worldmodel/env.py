@@ -52,7 +52,9 @@ class Context:
     """K real frames an episode starts from, and how to reach the same point in the real game."""
 
     frames: np.ndarray  # (K, H, W, 3) uint8
-    actions: np.ndarray  # (K,) int64; actions[j] produced frames[j], NOOP for a reset frame
+    # (W-1,) int64: the actions before the next step, as the model's action window reads them; the
+    # last K produced ``frames``; NOOP for a reset frame and before it
+    actions: np.ndarray
     seed: int | None  # the real game's reset seed for this episode (None when unknown)
     replay_actions: np.ndarray  # actions that, after reset(seed=seed), lead to frames[-1]
 
@@ -79,7 +81,8 @@ class RealGameContext:
             frames.append(frame)
             actions.append(action)
         actions = np.asarray(actions, dtype=np.int64)
-        return Context(np.stack(frames), actions, seed, actions[1:])
+        window = recorder.action_window(actions, len(actions), self.settings.action_window - 1)
+        return Context(np.stack(frames), window, seed, actions[1:])
 
     def close(self) -> None:
         if self._game is not None:
@@ -93,6 +96,7 @@ class RecordedContext:
     def __init__(self, path: str | Path, settings: WorldModelSettings):
         self.trajectories = recorder.load(path)
         self.history_length = settings.history_length
+        self.past_actions = settings.action_window - 1
         problems = settings.recording_mismatches(self.trajectories)
         if problems:
             self.trajectories.close()
@@ -116,7 +120,7 @@ class RecordedContext:
         produced_by = recorder.producing_actions(episode.actions)
         return Context(
             frames=episode.frames[start : start + k],
-            actions=produced_by[start : start + k],
+            actions=recorder.action_window(produced_by, start + k, self.past_actions),
             seed=int(episode.seed),
             replay_actions=episode.actions[: start + k - 1].astype(np.int64),
         )
@@ -140,6 +144,12 @@ def begin_episode(source, rng: np.random.Generator) -> tuple[Context, int]:
     return context, int(rng.integers(2**63))
 
 
+def real_game_start(context: Context) -> dict:
+    """``reset`` info that brings the real game to an episode's first frame: ``real_game_seed`` for
+    its ``reset(seed=...)``, then ``real_game_actions`` stepped in order (None when unknown)."""
+    return {"real_game_seed": context.seed, "real_game_actions": context.replay_actions.copy()}
+
+
 # ---- the games in latent space -------------------------------------------------------------------------
 class LatentGames:
     """B games advanced by the world model in one forward pass; histories stay in latent space."""
@@ -151,7 +161,9 @@ class LatentGames:
         self.history_latents = torch.zeros(
             batch, s.history_length, *latent_shape, device=device
         )  # (B, K, C, h, w)
-        self.history_actions = torch.zeros(batch, s.history_length, dtype=torch.long, device=device)  # (B, K)
+        self.history_actions = torch.zeros(
+            batch, s.action_window - 1, dtype=torch.long, device=device
+        )  # (B, W-1) the action window less the action about to be taken
         self.generators = [torch.Generator(device) for _ in range(batch)]
 
     @torch.inference_mode()
@@ -173,7 +185,7 @@ class LatentGames:
         select = slice(None) if indices is None else torch.from_numpy(indices).to(self.model.device)
         history_latents = self.history_latents[select]  # (N, K, C, h, w)
         actions = actions.to(self.model.device)
-        action_window = torch.cat([self.history_actions[select], actions[:, None]], dim=1)  # (N, K+1)
+        action_window = torch.cat([self.history_actions[select], actions[:, None]], dim=1)  # (N, W)
         generators = self.generators if indices is None else [self.generators[i] for i in indices]
         next_latents = self.model.predict_next(
             history_latents, action_window, generator=generators, **sampling
@@ -256,7 +268,7 @@ class WorldModelEnv(SamplingSettings, gymnasium.Env):
         self._step_count = 0
         if self.render_mode == "human":
             self.render()
-        return self._frame, {"step": 0}
+        return self._frame, {"step": 0, **real_game_start(self.context)}
 
     def step(self, action):
         if self.context is None:

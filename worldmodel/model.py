@@ -67,6 +67,11 @@ class WorldModelSettings:
     sampler: SamplerDefaults = field(default_factory=SamplerDefaults)
     config: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    # Actions the denoiser reads, the one being taken included (checkpoints before it: K + 1).
+    action_window: int = 0
+
+    def __post_init__(self):
+        self.action_window = self.action_window or self.history_length + 1
 
     @property
     def num_actions(self) -> int:
@@ -109,12 +114,15 @@ class WorldModel(nn.Module):
             latent_size=latent_size,
             sampler=SamplerDefaults.from_flow(config.flow),
             config=config.to_dict(),
+            action_window=config.actions_seen,
         )
         vae = build_vae(config.vae)
         transformer = build_transformer(
             config.dit, config.vae.latent_channels, config.history_length, latent_size, len(action_meanings)
         )
-        conditioner = ActionConditioner(len(action_meanings), config.history_length, config.dit.condition_dim)
+        conditioner = ActionConditioner(
+            len(action_meanings), config.history_length, config.dit.condition_dim, config.actions_seen
+        )
         heads = RewardEndHeads(config.vae.latent_channels, len(action_meanings), config.heads.hidden_channels)
         return cls(settings, vae, transformer, conditioner, heads)
 
@@ -135,7 +143,7 @@ class WorldModel(nn.Module):
     def predict_next(
         self,
         history_latents: torch.Tensor,  # (B, K, C, h, w)
-        actions: torch.Tensor,  # (B, K+1); the last is the action being taken now
+        actions: torch.Tensor,  # (B, W) the action window; the last is the action being taken now
         sampling_steps: int | None = None,
         guidance_scale: float | None = None,
         context_noise: float | None = None,
@@ -270,9 +278,13 @@ def _check_parts_match(path: Path, settings: WorldModelSettings, parts: dict[str
     latents_only = input_channels(
         settings.latent_channels, settings.history_length, settings.num_actions, False
     )
-    expected["dit", "in_channels"] = (latents_only, latents_only + settings.num_actions)  # planes or not
+    # no action planes, the action being taken, or it and the held key
+    expected["dit", "in_channels"] = tuple(latents_only + n * settings.num_actions for n in range(3))
+    expected["conditioner", "action_window"] = settings.action_window
     for (part, key), want in expected.items():
         got = parts[part].config[key]
+        if (part, key) == ("conditioner", "action_window"):
+            got = got or settings.history_length + 1  # conditioners from before the window: K + 1
         allowed = want if isinstance(want, tuple) else (want,)
         if got not in allowed:
             raise CheckpointError(

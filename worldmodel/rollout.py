@@ -10,7 +10,7 @@ import torch
 def rollout(
     model,
     context_latents: torch.Tensor,  # (B, K, C, h, w) real history to start from
-    context_actions: torch.Tensor,  # (B, K) the actions that produced the context frames
+    context_actions: torch.Tensor,  # (B, W-1) the actions before the first step (the action window less one)
     actions: torch.Tensor,  # (B, T) actions to play from there
     generator: torch.Generator | None = None,
     **sampling,
@@ -19,7 +19,7 @@ def rollout(
     history, past_actions = context_latents, context_actions
     generated = []
     for step in range(actions.shape[1]):
-        window_actions = torch.cat([past_actions, actions[:, step : step + 1]], dim=1)  # (B, K+1)
+        window_actions = torch.cat([past_actions, actions[:, step : step + 1]], dim=1)  # (B, W)
         next_latent = model.predict_next(
             history, window_actions, generator=generator, **sampling
         )  # (B, C, h, w)

@@ -68,7 +68,7 @@ def dit_samples(
         gif_frames = trajectories.episode(first).frames
     next_frames = torch.from_numpy(np.stack([episodes[e][f + history_length] for e, f in rows]))
     last_frames = torch.from_numpy(np.stack([episodes[e][f + history_length - 1] for e, f in rows]))
-    history, _, actions = cache.history_batch(rows, history_length)
+    history, _, actions = cache.history_batch(rows, history_length, model.settings.action_window)
 
     @torch.no_grad()
     def evaluate(denoiser, step: int) -> dict:
@@ -105,14 +105,14 @@ def save_rollout_gif(model, cache, episode: int, real_frames: np.ndarray, steps:
     if steps <= 0:
         return
     row = np.array([[episode, 0]])
-    context, _, window_actions = cache.history_batch(row, history_length)
+    context, _, window_actions = cache.history_batch(row, history_length, model.settings.action_window)
     start = int(cache.step_start[episode])
     actions = cache.actions[start + history_length - 1 : start + history_length - 1 + steps][None]
     generator = torch.Generator(device=model.device).manual_seed(0)
     latents = rollout(
         model,
         context.to(model.device),
-        window_actions[:, :history_length].to(model.device),
+        window_actions[:, :-1].to(model.device),
         actions.to(model.device),
         generator=generator,
     )

@@ -24,7 +24,8 @@ def drift(model, contexts: list[Context], steps: int, seed: int, progress: bool 
     device = model.device
     batch = len(contexts)
     history = torch.stack([c.latents() for c in contexts]).to(device)  # (B, K, C, h, w)
-    past_actions = torch.stack([c.actions() for c in contexts]).to(device)  # (B, K)
+    past = model.settings.action_window - 1
+    past_actions = torch.stack([c.actions(past) for c in contexts]).to(device)  # (B, W-1)
     frames = [c.episode.frames[c.last] for c in contexts]
     maze_walls = [envs.parse_frame(frame).walls for frame in frames]
     explorers = [envs.Explorer(seed * 1_000 + row) for row in range(batch)]
@@ -35,7 +36,7 @@ def drift(model, contexts: list[Context], steps: int, seed: int, progress: bool 
     gif_frames = []
     for step in tqdm(range(steps), desc="drift", unit="step", leave=False, disable=not progress):
         actions = torch.tensor([explorer(frame) for explorer, frame in zip(explorers, frames, strict=True)])
-        window_actions = torch.cat([past_actions, actions[:, None].to(device)], dim=1)  # (B, K+1)
+        window_actions = torch.cat([past_actions, actions[:, None].to(device)], dim=1)  # (B, W)
         next_latents = model.predict_next(history, window_actions, generator=generators, **sampling)
         history = torch.cat([history[:, 1:], next_latents[:, None]], dim=1)
         past_actions = window_actions[:, 1:]

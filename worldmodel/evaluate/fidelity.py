@@ -26,9 +26,10 @@ def teacher_forced(model, windows: list[Context], seed: int, **sampling) -> dict
     for first in range(0, len(windows), BATCH):
         batch = windows[first : first + BATCH]
         history = torch.stack([w.latents() for w in batch]).to(model.device)  # (B, K, C, h, w)
+        past = model.settings.action_window - 1
         actions = torch.stack(
-            [torch.cat([w.actions(), torch.tensor([w.episode.actions[w.last]])]) for w in batch]
-        ).to(model.device)  # (B, K+1)
+            [torch.cat([w.actions(past), torch.tensor([w.episode.actions[w.last]])]) for w in batch]
+        ).to(model.device)  # (B, W)
         predicted_latents = model.predict_next(
             history, actions, generator=generators[first : first + len(batch)], **sampling
         )  # (B, C, h, w)
@@ -79,7 +80,7 @@ def free_run(
     latents = rollout(
         model,
         torch.stack([c.latents() for c in contexts]).to(device),  # (B, K, C, h, w)
-        torch.stack([c.actions() for c in contexts]).to(device),  # (B, K)
+        torch.stack([c.actions(model.settings.action_window - 1) for c in contexts]).to(device),  # (B, W-1)
         torch.from_numpy(actions).to(device),
         generator=item_generators(seed, batch, device),
         **sampling,

@@ -51,7 +51,7 @@ def batched_fps(model, batch: int, steps: int, seed: int, context: Context) -> f
     episode = context.episode
     start = GameContext(
         episode.frames[context.start : context.last + 1],
-        context.actions().numpy(),
+        context.actions(model.settings.action_window - 1).numpy(),
         episode.seed,
         episode.actions[: context.last],
     )
