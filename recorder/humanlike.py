@@ -39,9 +39,9 @@ class HumanLikePlayer:
         self._last_tile = tile
         if self._steps_left <= 0 or self._turn_taken():
             self._begin_behaviour(tile, state)
-        if self._behaviour != "flee" and tile is not None and _ghost_distance(tile, state) <= 2:
-            if self._rng.random() < DODGE_PROBABILITY:  # people mostly see a ghost coming
-                self._behaviour, self._steps_left = "flee", int(self._rng.integers(3, 8))
+        near_ghost = self._behaviour != "flee" and tile is not None and _ghost_distance(tile, state) <= 2
+        if near_ghost and self._rng.random() < DODGE_PROBABILITY:  # people mostly see a ghost coming
+            self._behaviour, self._steps_left = "flee", int(self._rng.integers(3, 8))
         self._steps_left -= 1
         if self._behaviour in ("chase", "flee") and tile is not None:
             return self._ghost_key(tile, state, chase=self._behaviour == "chase")
@@ -101,7 +101,9 @@ class HumanLikePlayer:
 
 def _open_headings(tile: tuple[int, int], walls: np.ndarray) -> list[int]:
     row, col = tile
-    return [h for h, (d_row, d_col) in DELTAS.items() if not walls[(row + d_row) % GRID, (col + d_col) % GRID]]
+    return [
+        h for h, (d_row, d_col) in DELTAS.items() if not walls[(row + d_row) % GRID, (col + d_col) % GRID]
+    ]
 
 
 def _ghost_distance(tile: tuple[int, int], state) -> int:

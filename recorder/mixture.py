@@ -38,7 +38,9 @@ class MixturePolicy:
     ``current`` names the player of the last step, so a recording can be split by who played.
     """
 
-    def __init__(self, players: dict[str, object], weights: dict[str, float], segment_steps: float = MEAN_SEGMENT_STEPS):
+    def __init__(
+        self, players: dict[str, object], weights: dict[str, float], segment_steps: float = MEAN_SEGMENT_STEPS
+    ):
         self.players, self.names = players, list(weights)
         probabilities = np.array([weights[name] for name in self.names], dtype=float)
         self.probabilities = probabilities / probabilities.sum()

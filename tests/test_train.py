@@ -62,9 +62,7 @@ def test_train_all_stages_writes_a_loadable_checkpoint(trained_run):
     assert model.settings.env_id == "Pacman-v0"
     assert model.vae.config.scaling_factor != 1.0  # measured from the data
     history = torch.zeros(1, model.settings.history_length, model.settings.latent_channels, 16, 16)
-    frame = model.decode(
-        model.predict_next(history, torch.zeros(1, model.settings.action_window).long())
-    )
+    frame = model.decode(model.predict_next(history, torch.zeros(1, model.settings.action_window).long()))
     assert frame.shape == (1, 64, 64, 3)
     # What a person looks at: reconstructions, rollout GIFs, evaluation curves, TensorBoard logs.
     assert list((run_dir / "samples").glob("vae_step*.png"))

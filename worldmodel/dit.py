@@ -50,7 +50,11 @@ class ActionConditioner(ModelMixin, ConfigMixin):
 
 
 def input_channels(
-    latent_channels: int, history_length: int, num_actions: int, action_planes: bool, held_planes: bool = False
+    latent_channels: int,
+    history_length: int,
+    num_actions: int,
+    action_planes: bool,
+    held_planes: bool = False,
 ) -> int:
     """Noisy next latent + K history latents (+ one plane per action for the action being taken,
     and as many for the held key)."""
@@ -158,7 +162,9 @@ class Denoiser(nn.Module):
             inputs.append(one_hot_planes(actions[:, -1], num_actions, ~drop_actions, noisy_latents))
         if self.held_action_planes:  # the key the game may still be acting on; zeros when none
             held = held_keys(actions, RESET_ACTION)
-            inputs.append(one_hot_planes(held, num_actions, ~drop_actions & (held != RESET_ACTION), noisy_latents))
+            inputs.append(
+                one_hot_planes(held, num_actions, ~drop_actions & (held != RESET_ACTION), noisy_latents)
+            )
         model_input = torch.cat(inputs, dim=1)  # (B, C*(K+1) [+ A [+ A]], h, w)
         tokens = self.conditioner(actions, context_noise, drop_actions)  # (B, W+1, D)
         tokens = tokens.to(model_input.dtype)

@@ -50,7 +50,9 @@ class Context:
         """(length,) the actions that produced the frames up to the last context frame (K by default);
         RESET_ACTION before the episode's start. The model reads its action window less one."""
         produced_by = self.episode.produced_by()
-        return torch.from_numpy(recorder.action_window(produced_by, self.last + 1, length or self.history_length))
+        return torch.from_numpy(
+            recorder.action_window(produced_by, self.last + 1, length or self.history_length)
+        )
 
     def recorded_future(self, horizon: int) -> tuple[np.ndarray, np.ndarray]:
         """The recorded actions from the context on and the frames they produced (at most ``horizon``)."""
