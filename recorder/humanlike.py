@@ -22,7 +22,14 @@ DODGE_PROBABILITY = 0.8  # chance per step of fleeing a ghost within two tiles
 class HumanLikePlayer:
     """Callable policy ``player(frame) -> action`` for Pacman frames; ``reset(seed)`` per episode."""
 
-    def __init__(self, seed: int | None = None):
+    def __init__(self, seed: int | None = None, behaviours: dict[str, float] | None = None):
+        """``behaviours`` reweights BEHAVIOURS (e.g. {"tap_turn": 1.0} taps turns and nothing else)."""
+        weights = behaviours or dict(zip(BEHAVIOURS, BEHAVIOUR_WEIGHTS, strict=True))
+        unknown = set(weights) - set(BEHAVIOURS)
+        if unknown:
+            raise ValueError(f"unknown behaviours {sorted(unknown)}; choose from {BEHAVIOURS}")
+        self._weights = np.array([weights.get(name, 0.0) for name in BEHAVIOURS], dtype=float)
+        self._weights /= self._weights.sum()
         self.reset(seed)
 
     def reset(self, seed: int | None = None) -> None:
@@ -52,7 +59,7 @@ class HumanLikePlayer:
 
     def _begin_behaviour(self, tile, state) -> None:
         rng = self._rng
-        self._behaviour = BEHAVIOURS[rng.choice(len(BEHAVIOURS), p=BEHAVIOUR_WEIGHTS)]
+        self._behaviour = BEHAVIOURS[rng.choice(len(BEHAVIOURS), p=self._weights)]
         self._pressed = False
         open_now = _open_headings(tile, state.walls) if tile is not None else list(HEADINGS)
         blocked = [h for h in HEADINGS if h not in open_now]

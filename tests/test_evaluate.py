@@ -39,6 +39,17 @@ REQUIRED_KEYS = (
     "end_recall",
     "step_fps",
 )
+FAMILY_KEYS = (
+    "psnr_teacher_forced",
+    "psnr_copy_last",
+    "delta_psnr_at_4",
+    "delta_psnr_at_16",
+    "pacman_tile_agreement_at_16",
+    "pacman_tile_agreement_at_64",
+    "pacman_missing_at_16",
+    "ghost_count_agreement",
+    "ghost_tile_agreement_at_16",
+)
 
 
 @pytest.fixture(scope="module")
@@ -208,22 +219,37 @@ def test_quick_evaluation_writes_every_output(tiny_checkpoint, held_out, tmp_pat
         "control.png",
         "drift.png",
     ]
-    expected += ["rollout_0.gif", "rollout_1.gif", "circuit_0.gif", "drift.gif"]
+    expected += ["rollout_0.gif", "rollout_1.gif", "control_humanlike.gif", "control_random.gif", "drift.gif"]
     for name in expected:
         assert (out / name).stat().st_size > 0, name
     metrics = json.loads((out / "metrics.json").read_text())
     for key in REQUIRED_KEYS:
         assert isinstance(metrics[key], float) and math.isfinite(metrics[key]), key
-    assert metrics["replay_matches_recording"] == 1.0
     assert len(metrics["ablations"]) == 11
-    misses = metrics["pacman_misses_at_16"]
-    # quick: the target's two 16-step starts in each of the three episodes
-    assert misses["missing"] + misses["elsewhere"] <= misses["rollouts"] == 6
-    low, high = metrics["pacman_tile_agreement_at_16_interval"]
-    assert 0 <= low <= metrics["pacman_tile_agreement_at_16"] <= high <= 1
+    # A row per action family, each with the same keys, all measured.
+    assert list(metrics["families"]) == ["recorded", "explorer", "random", "sticky", "humanlike", "circuit"]
+    for family, row in metrics["families"].items():
+        for key in FAMILY_KEYS:
+            assert isinstance(row[key], float) and math.isfinite(row[key]), (family, key)
+        assert row["replay_matched"] == 1.0  # the real game restored to each start equals the recording
+        low, high = row["pacman_tile_agreement_at_16_interval"]
+        assert 0 <= low <= row["pacman_tile_agreement_at_16"] <= high <= 1
+        # quick: two 16-step starts in each of the three episodes
+        assert 0 < row["rollouts_at_16"] <= 6
+    assert (
+        metrics["pacman_tile_agreement_at_16"]
+        == metrics["families"]["recorded"]["pacman_tile_agreement_at_16"]
+    )
+    ablation = metrics["action_window_ablation"]
+    assert ablation["window"] > ablation["short_window"] and ablation["rollouts"] > 0
+    for family in ("humanlike", "random"):
+        long_play = metrics["long_play"][family]
+        assert long_play["rollouts"] == 2 and long_play["steps"] == 200
+        assert 0 <= long_play["single_pacman"] <= 1 and long_play["ghost_frames_compared"] > 0
     report = (out / "report.md").read_text()
     assert f"--data {held_out}" in report
     assert "![control](control.png)" in report
+    assert "| humanlike |" in report and "Action window ablation" in report and "## 4. Long play" in report
 
 
 def test_missing_inputs_fail_with_one_line(tiny_checkpoint, held_out, tmp_path, capsys):

@@ -20,6 +20,18 @@ def psnr(predicted, target) -> torch.Tensor:
     return value.clamp(max=MAX_PSNR)
 
 
+def pooled_psnr(predicted, target, mask=None) -> float:
+    """One PSNR in dB from the mean squared error over all frames (..., H, W, 3) where ``mask`` (...)
+    is True: unlike a mean of per-frame PSNRs, an unchanged frame does not count as 100 dB."""
+    error = (_as_float(predicted) - _as_float(target)).pow(2).flatten(-3).mean(-1)  # (...)
+    if mask is not None:
+        error = error[torch.as_tensor(mask, dtype=torch.bool)]
+    if error.numel() == 0:
+        return float("nan")
+    mean_error = float(error.mean())
+    return MAX_PSNR if mean_error <= 0 else min(MAX_PSNR, 10 * float(np.log10(255.0**2 / mean_error)))
+
+
 def _gaussian_window(size: int = 7, sigma: float = 1.5) -> torch.Tensor:
     coords = torch.arange(size, dtype=torch.float32) - size // 2
     kernel = torch.exp(-(coords**2) / (2 * sigma**2))

@@ -105,3 +105,21 @@ def tiles_at(rollouts: Rollouts, step: int) -> dict[str, int]:
     real = [envs.parse_frame(rollouts.real[row, step - 1]) for row in rows]
     hits = int(tile_agreement(generated, real).sum())
     return {"hits": hits, **tile_misses(generated, real), "rollouts": len(rows)}
+
+
+def ghost_agreement(rollouts: Rollouts, step: int) -> dict[str, float]:
+    """Ghosts beside the real game's: the share of all frames whose ghost count (tiles showing a
+    ghost) equals the real frame's, and at 1-based ``step`` the share of real ghost tiles that the
+    generated frame also shows a ghost on."""
+    counts_equal, on_tile, real_ghosts = [], 0, 0
+    for row, col in zip(*np.nonzero(rollouts.valid), strict=True):
+        generated = envs.parse_frame(rollouts.generated[row, col])
+        real = envs.parse_frame(rollouts.real[row, col])
+        counts_equal.append(len(generated.ghosts) == len(real.ghosts))
+        if col == step - 1:
+            on_tile += len(set(generated.ghosts) & set(real.ghosts))
+            real_ghosts += len(real.ghosts)
+    return {
+        "count_agreement": float(np.mean(counts_equal)) if counts_equal else float("nan"),
+        "tile_agreement": on_tile / real_ghosts if real_ghosts else float("nan"),
+    }

@@ -64,6 +64,7 @@ def free_run(
     action_lists: list[np.ndarray],
     real_lists: list[np.ndarray],
     seed: int,
+    window_limit: int | None = None,
     **sampling,
 ) -> Rollouts:
     """Generates from each context under its actions, batched; ``real_lists`` are the real frames to compare."""
@@ -83,6 +84,7 @@ def free_run(
         torch.stack([c.actions(model.settings.action_window - 1) for c in contexts]).to(device),  # (B, W-1)
         torch.from_numpy(actions).to(device),
         generator=item_generators(seed, batch, device),
+        window_limit=window_limit,
         **sampling,
     )  # (B, T, C, h, w)
     generated = model.decode(latents.flatten(0, 1)).cpu().numpy().reshape(real.shape)

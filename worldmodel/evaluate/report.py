@@ -116,49 +116,7 @@ def _sections(metrics: dict, out: Path) -> list[str]:
         "![rollout psnr](rollout_psnr.png)",
         " ".join(f"![rollout {p.stem}]({p.name})" for p in sorted(out.glob("rollout_*.gif"))),
     ]
-    if "pacman_tile_agreement_mean" in m:
-        sections += [
-            "## 3. Controllability",
-            "Share of generated frames whose Pacman (parse_frame) stands on the real game's Pacman tile. "
-            "Random: uniform actions; circuit: a right-hand-rule lap of the maze; both played in the real "
-            "game restored to the same context.",
-            _target_line(m),
-            _table(
-                ["actions", "at step 16", f"mean over {horizon} steps"],
-                [
-                    [
-                        kind,
-                        m[f"pacman_tile_agreement_at_16{suffix}"],
-                        m[f"pacman_tile_agreement_mean{suffix}"],
-                    ]
-                    for kind, suffix in (("recorded", ""), ("random", "_random"), ("circuit", "_circuit"))
-                ],
-            ),
-            _misses_line(m.get("pacman_misses_at_16")),
-            "![control](control.png) ![circuit](circuit_0.gif)",
-            "## 4. Drift",
-            f"{m['plan']['drift_rollouts']} rollouts of {m['drift_steps']} steps, actions from the explorer "
-            "reading the generated frames.",
-            _table(
-                [
-                    "wall agreement at 100",
-                    "at 500",
-                    "at 1000",
-                    "frames with one Pacman",
-                    "pellets reappearing",
-                ],
-                [
-                    [
-                        m["wall_agreement_at_100"],
-                        m["wall_agreement_at_500"],
-                        m["wall_agreement_at_1000"],
-                        m["single_pacman_fraction"],
-                        m["pellet_reappearances"],
-                    ]
-                ],
-            ),
-            "![drift](drift.png) ![drift gif](drift.gif)",
-        ]
+    sections += _family_sections(m)
     sections += [
         "## 5. Reward and end heads (real transitions)",
         _table(
@@ -232,22 +190,93 @@ def write(out: Path, metrics: dict, notes: list[str], command: str) -> None:
     )
 
 
-def _target_line(m: dict) -> str:
-    """Where the recorded row's step-16 share comes from: its own, larger set of short rollouts."""
-    low, high = m["pacman_tile_agreement_at_16_interval"]
-    return (
-        f"The recorded row's step-16 share is read on its own {m['plan']['target_starts_per_episode']} "
-        f"starts per episode, rollouts of 16 steps (95% interval {_number(low)} to {_number(high)}); the "
-        f"other cells on {m['plan']['contexts_per_episode']} starts per episode, rollouts of "
-        f"{m['plan']['horizon']} steps."
-    )
+def _interval(cell) -> str:
+    return f"{_number(cell[0])}-{_number(cell[1])}" if cell else "n/a"
 
 
-def _misses_line(misses: dict | None) -> str:
-    if not misses:
-        return ""
-    return (
-        f"Under the recorded actions, {misses['rollouts']} rollouts reach step 16; there "
-        f"{misses['missing']} show no Pacman (lost or faded) and {misses['elsewhere']} show him on "
-        "another tile."
-    )
+def _family_sections(m: dict) -> list[str]:
+    """Section 3, a row per action family, and section 4, long play."""
+    rows = m.get("families")
+    if not rows:
+        return []
+    parsed = "pacman_tile_agreement_at_16" in next(iter(rows.values()))
+    header = ["family", "teacher-forced PSNR", "copy-last PSNR", "ΔPSNR at 4", "ΔPSNR at 16"]
+    if parsed:
+        header += ["Pacman on the real tile at 16", "95% interval", "at 64", "Pacman missing at 16",
+                   "ghost count right", "ghost tiles at 16"]  # fmt: skip
+    table = []
+    for family, r in rows.items():
+        cells = [
+            family,
+            r["psnr_teacher_forced"],
+            r["psnr_copy_last"],
+            r["delta_psnr_at_4"],
+            r["delta_psnr_at_16"],
+        ]
+        if parsed:
+            cells += [r["pacman_tile_agreement_at_16"], _interval(r["pacman_tile_agreement_at_16_interval"]),
+                      r["pacman_tile_agreement_at_64"], r["pacman_missing_at_16"], r["ghost_count_agreement"],
+                      r["ghost_tile_agreement_at_16"]]  # fmt: skip
+        table.append(cells)
+    first = next(iter(rows.values()))
+    sections = [
+        "## 3. Control for every kind of play",
+        "Each family's players press keys in the real game restored to held-out starts; the model gets the "
+        "same keys. PSNRs come from the mean squared error over the family's frames (teacher-forced: "
+        f"{first['teacher_forced_windows']} steps of real play, next frame from K real frames). ΔPSNR is "
+        "Genie's controllability: PSNR under the real keys minus PSNR under random keys, against the real "
+        f"frames ({first['delta_psnr_rollouts']} starts)."
+        + (
+            f" Pacman's tile at 16 and the ghosts: {first['rollouts_at_16']} rollouts of 16 steps; at 64: "
+            f"{first['curve_rollouts']} rollouts of 64 steps. Ghost count right: share of generated frames "
+            "showing as many ghost tiles as the real frame; ghost tiles: share of real ghost tiles also "
+            "showing a ghost."
+            if parsed
+            else ""
+        ),
+        _table(header, table),
+    ]
+    ablation = m.get("action_window_ablation")
+    if ablation:
+        sections.append(
+            f"Action window ablation, turns tapped early and released ({ablation['rollouts']} rollouts): "
+            f"Pacman on the real tile at 16 is {_number(ablation['pacman_tile_agreement_at_16_full'])} "
+            f"({_interval(ablation['pacman_tile_agreement_at_16_full_interval'])}) reading the whole window "
+            f"of {ablation['window']} actions, {_number(ablation['pacman_tile_agreement_at_16_short'])} "
+            f"({_interval(ablation['pacman_tile_agreement_at_16_short_interval'])}) when older keys than the "
+            f"latest {ablation['short_window']} are hidden."
+        )
+    if parsed:
+        sections.append(
+            "![control](control.png) ![human-like](control_humanlike.gif) ![random](control_random.gif)"
+        )
+    long_play = m.get("long_play")
+    if long_play:
+        sections += [
+            "## 4. Long play",
+            "Rollouts of the learned game with the player reading the generated frames, as a person at the "
+            "keyboard does, and the real game beside it under the same keys (ghosts compared while it runs).",
+            _table(
+                [
+                    "keys",
+                    "rollouts x steps",
+                    "one Pacman",
+                    "ghost count right",
+                    "walls",
+                    "pellets back per rollout",
+                ],
+                [
+                    [
+                        family,
+                        f"{r['rollouts']} x {r['steps']}",
+                        r["single_pacman"],
+                        r["ghost_count_agreement"],
+                        r["wall_agreement"],
+                        r["pellet_reappearances"],
+                    ]  # fmt: skip
+                    for family, r in long_play.items()
+                ],
+            ),
+            "![drift](drift.png) ![drift gif](drift.gif)",
+        ]
+    return sections

@@ -11,18 +11,23 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import envs
 from worldmodel.evaluate import control, fidelity, report, speed
-from worldmodel.evaluate.drift import drift
 from worldmodel.evaluate.episodes import choose_contexts, choose_windows, load_held_out
-from worldmodel.evaluate.game_metrics import at_step, per_step_mean, share_interval
+from worldmodel.evaluate.game_metrics import at_step, per_step_mean
 from worldmodel.evaluate.reward_end import reward_end_accuracy
+from worldmodel.evaluate.sections import DRIFT_MARKS, PARSED_ENV, families_section, long_play_section
 from worldmodel.model import WorldModel
 
-PARSED_ENV = "Pacman-v0"  # the one game parse_frame reads; the others skip the game-state metrics
-DRIFT_MARKS = (100, 500, 1000)
-TARGET_STEP = 16  # Pacman on the real tile this many free-running steps after the context
-STAGES = ("teacher forced", "rollouts", "control", "drift", "reward and end", "speed", "ablations", "report")
+STAGES = (
+    "teacher forced",
+    "rollouts",
+    "families",
+    "long play",
+    "reward and end",
+    "speed",
+    "ablations",
+    "report",
+)
 
 
 @dataclass(frozen=True)
@@ -31,13 +36,16 @@ class Plan:
 
     episodes: int = 8  # held-out episodes used (the first ones of the file)
     contexts_per_episode: int = 3  # free-running starts per episode: more rollouts, steadier shares
-    # 16-step rollouts per episode for the headline tile agreement at step 16: short, so many are cheap.
-    # A share near 0.9 on 1,080 rollouts (40 episodes) is steady to about +-0.02; on 120, +-0.05.
-    target_starts_per_episode: int = 27
     windows: int = 256  # teacher-forced next-frame windows
     horizon: int = 64  # free-running steps compared with the real frames
+    # Per action family: 16-step starts per episode for the step-16 share (8 x 40 episodes = 320),
+    # 64-step starts per episode for the curve over steps 1-64, starts for ΔPSNR, teacher-forced steps.
+    family_starts_per_episode: int = 8
+    family_curve_starts_per_episode: int = 1
+    delta_psnr_starts: int = 100
+    family_windows: int = 256
     drift_steps: int = 1000
-    drift_rollouts: int = 4
+    drift_rollouts: int = 8  # long-play rollouts per family (human-like and random keys)
     ablation_windows: int = 64
     ablation_contexts: int = 40  # free-running starts per sampler setting (the control column)
     fps_steps: int = 30
@@ -47,7 +55,9 @@ class Plan:
 
 FULL = Plan()
 QUICK = Plan(
-    episodes=3, contexts_per_episode=1, target_starts_per_episode=2, windows=16, horizon=16, drift_steps=200, drift_rollouts=2, ablation_windows=8,
+    episodes=3, contexts_per_episode=1, windows=16, horizon=16,
+    family_starts_per_episode=2, family_curve_starts_per_episode=1, delta_psnr_starts=4, family_windows=8,
+    drift_steps=200, drift_rollouts=2, ablation_windows=8,
     ablation_contexts=2, fps_steps=5, batch_fps_size=4, gif_episodes=2,
 )  # fmt: skip
 
@@ -96,10 +106,6 @@ def evaluate(
     contexts = choose_contexts(
         held_out, settings.history_length, plan.horizon, rng, plan.contexts_per_episode
     )
-    target_contexts = choose_contexts(  # a stream of their own: the draws above stay as they were
-        held_out, settings.history_length, TARGET_STEP, np.random.default_rng([seed, TARGET_STEP]),
-        plan.target_starts_per_episode,
-    )  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     metrics = {
         "checkpoint": str(checkpoint), "data": str(data), "env_id": settings.env_id, "seed": seed,
@@ -118,17 +124,15 @@ def evaluate(
     stage("rollouts")
     recorded = fidelity.recorded_rollouts(model, contexts, plan.horizon, seed)
     rollout_section(recorded, plan, out, metrics, curves)
-    stage("control")
+    stage("families")
+    families_section(model, held_out, plan, seed, out, metrics, curves)
+    if not parsed:
+        notes.append(
+            f"Pacman's tile, the ghosts and long play skipped: parse_frame reads only {PARSED_ENV} frames."
+        )
+    stage("long play")
     if parsed:
-        control_section(model, recorded, contexts, plan, seed, out, metrics, curves, notes)
-        target_section(model, target_contexts, seed, metrics)
-    else:
-        notes.append(f"Controllability and drift skipped: parse_frame reads only {PARSED_ENV} frames.")
-    stage("drift")
-    if parsed:
-        drift_contexts = [contexts[row % len(contexts)] for row in range(plan.drift_rollouts)]
-        result = drift(model, drift_contexts, plan.drift_steps, seed, progress=progress)
-        drift_section(result, plan, out, metrics, curves)
+        long_play_section(model, contexts, plan, seed, out, metrics, curves, progress)
     stage("reward and end")
     metrics.update(reward_end_accuracy(model, held_out))
     stage("speed")
@@ -183,62 +187,3 @@ def rollout_section(recorded, plan: Plan, out: Path, metrics: dict, curves: dict
     )  # fmt: skip
     for row in range(min(plan.gif_episodes, len(recorded.contexts))):
         report.save_side_by_side(out / f"rollout_{row}.gif", recorded, row)
-
-
-def control_section(
-    model, recorded, contexts, plan: Plan, seed: int, out: Path, metrics, curves, notes
-) -> None:
-    """Pacman tile agreement under the recorded actions and under random and circuit actions."""
-    settings = model.settings
-    game = envs.make_env(settings.env_id, frame_size=settings.frame_size)
-    agreement = {"recorded": (control.agreement_by_step(recorded), recorded.valid)}
-    for kind in ("random", "circuit"):
-        rollouts, matched = control.policy_rollouts(model, game, contexts, kind, plan.horizon, seed)
-        agreement[kind] = (control.agreement_by_step(rollouts), rollouts.valid)
-        metrics["replay_matches_recording"] = matched
-        if kind == "circuit":
-            report.save_side_by_side(out / "circuit_0.gif", rollouts, 0)
-    game.close()
-    if metrics["replay_matches_recording"] < 1:
-        notes.append(
-            "The real game restored from some episodes' seeds and actions did not match the recording "
-            "(another game version?): the random and circuit comparisons are unreliable."
-        )
-    for kind, (agree, valid) in agreement.items():
-        curve = curves[f"pacman_tile_agreement_{kind}"] = per_step_mean(agree, valid)
-        suffix = "" if kind == "recorded" else f"_{kind}"
-        if kind != "recorded":  # the recorded share at 16 is target_section's, on more rollouts
-            metrics[f"pacman_tile_agreement_at_16{suffix}"] = at_step(curve, 16)
-        metrics[f"pacman_tile_agreement_mean{suffix}"] = float(np.nanmean(curve))
-    report.plot_curves(
-        out / "control.png", "share of frames with Pacman on the real tile",
-        {kind: curves[f"pacman_tile_agreement_{kind}"] for kind in agreement}, share=True,
-    )  # fmt: skip
-
-
-def target_section(model, contexts, seed: int, metrics: dict) -> None:
-    """The headline: under the recorded actions, the share of many short rollouts that have Pacman on
-    the real tile at TARGET_STEP, with its 95% interval and how the misses fail. It replaces the
-    at-16 reading of the longer rollouts' curve, which rests on fewer rollouts."""
-    rollouts = fidelity.recorded_rollouts(model, contexts, TARGET_STEP, seed)
-    tiles = control.tiles_at(rollouts, TARGET_STEP)
-    hits, count = tiles["hits"], tiles["rollouts"]
-    metrics["pacman_tile_agreement_at_16"] = hits / count if count else float("nan")
-    metrics["pacman_tile_agreement_at_16_interval"] = list(share_interval(hits, count))
-    metrics["pacman_misses_at_16"] = tiles
-
-
-def drift_section(result: dict, plan: Plan, out: Path, metrics: dict, curves: dict) -> None:
-    walls = curves["wall_agreement"] = result["wall_agreement"].mean(axis=0)
-    single = curves["single_pacman"] = (result["pacman_tiles"] == 1).mean(axis=0)
-    for mark in DRIFT_MARKS:
-        # A shortened (--quick) run reads each mark at the same fraction of its horizon.
-        metrics[f"wall_agreement_at_{mark}"] = at_step(walls, round(mark * plan.drift_steps / 1000))
-    metrics["drift_steps"] = plan.drift_steps
-    metrics["single_pacman_fraction"] = float(single.mean())
-    metrics["pellet_reappearances"] = float(result["pellet_reappearances"].mean())
-    report.plot_curves(
-        out / "drift.png", "share over the drift rollouts",
-        {"wall tiles matching the maze": walls, "frames with exactly one Pacman": single}, share=True,
-    )  # fmt: skip
-    report.save_gif_frames(out / "drift.gif", result["gif_frames"])

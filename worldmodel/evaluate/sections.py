@@ -1,0 +1,147 @@
+"""The evaluation's sections on play: control for every family of players (a row per family) and
+long play under a person's and an agent's keys, each writing its numbers into ``metrics``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+import envs
+from worldmodel.evaluate import families as fam
+from worldmodel.evaluate import report
+from worldmodel.evaluate.drift import drift
+from worldmodel.evaluate.episodes import choose_contexts
+from worldmodel.evaluate.game_metrics import at_step
+
+PARSED_ENV = "Pacman-v0"  # the one game parse_frame reads; the others skip the game-state metrics
+ANY_GAME_FAMILIES = ("recorded", "random", "sticky")  # players that need no frame parser
+LONG_PLAY_FAMILIES = ("humanlike", "random")
+DRIFT_MARKS = (100, 500, 1000)
+
+
+def families_section(model, held_out, plan, seed: int, out: Path, metrics: dict, curves: dict) -> None:
+    """A row per action family: teacher-forced PSNR against copy-last on the family's real play,
+    Pacman on the real tile (steps 1-64, a 95% interval at 16), missing Pacman, ghosts and ΔPSNR;
+    then the action-window ablation on tapped-and-released turns."""
+    settings = model.settings
+    parsed = settings.env_id == PARSED_ENV
+    k, a = settings.history_length, settings.num_actions
+    short = choose_contexts(
+        held_out, k, fam.TARGET_STEP, np.random.default_rng([seed, 16]), plan.family_starts_per_episode
+    )
+    long = choose_contexts(
+        held_out, k, plan.horizon, np.random.default_rng([seed, 64]), plan.family_curve_starts_per_episode
+    )
+    game = envs.make_env(settings.env_id, frame_size=settings.frame_size)
+    rows, shown = {}, {}
+    try:
+        for family in fam.FAMILIES if parsed else ANY_GAME_FAMILIES:
+            play = fam.usable(fam.play_family(game, family, short, fam.TARGET_STEP, seed, a))
+            rollouts = fam.generate(model, play, seed)
+            row = fam.teacher_forced_play(model, play, plan.family_windows, seed)
+            row = {"psnr_teacher_forced": row["psnr"], "psnr_copy_last": row["psnr_copy_last"],
+                   "teacher_forced_windows": row["windows"], "replay_matched": play.replay_matched}  # fmt: skip
+            subset = fam.FamilyPlay(
+                family,
+                *(x[: plan.delta_psnr_starts] for x in (play.contexts, play.actions, play.frames)),
+                1.0,
+            )
+            actual, random_keys = (
+                fam.generate(model, subset, seed),
+                fam.random_keys_rollouts(model, subset, seed),
+            )
+            for step in fam.DELTA_PSNR_STEPS:
+                row[f"delta_psnr_at_{step}"] = fam.delta_psnr(actual, random_keys, step)
+            row["delta_psnr_rollouts"] = len(subset.contexts)
+            if parsed:
+                row.update(fam.control_scores(rollouts))
+                long_play = fam.usable(fam.play_family(game, family, long, plan.horizon, seed + 1, a))
+                curve = curves[f"pacman_tile_agreement_{family}"] = fam.curve_scores(
+                    fam.generate(model, long_play, seed)
+                )["curve"]
+                row["pacman_tile_agreement_at_64"] = at_step(curve, plan.horizon)
+                row["curve_rollouts"] = len(long_play.contexts)
+                shown[family] = rollouts
+            rows[family] = row
+        if parsed:
+            metrics["action_window_ablation"] = window_ablation(model, game, short, seed)
+    finally:
+        game.close()
+    metrics["families"] = rows
+    if parsed:
+        metrics["pacman_tile_agreement_at_16"] = rows["recorded"]["pacman_tile_agreement_at_16"]
+        metrics["pacman_tile_agreement_at_16_interval"] = rows["recorded"][
+            "pacman_tile_agreement_at_16_interval"
+        ]
+        report.plot_curves(
+            out / "control.png", "share of frames with Pacman on the real tile",
+            {family: curves[f"pacman_tile_agreement_{family}"] for family in rows}, share=True,
+        )  # fmt: skip
+        for family in ("humanlike", "random"):
+            report.save_side_by_side(out / f"control_{family}.gif", shown[family], 0)
+
+
+def window_ablation(model, game, contexts, seed: int) -> dict:
+    """Turns tapped early and released, the model reading its whole action window or only the
+    latest K+1 actions (older keys shown as no key): how much the long window matters."""
+    settings = model.settings
+    play = fam.usable(fam.play_family(game, "taps", contexts, fam.TARGET_STEP, seed, settings.num_actions))
+    result = {
+        "rollouts": len(play.contexts),
+        "window": settings.action_window,
+        "short_window": settings.history_length + 1,
+    }
+    for name, limit in (("full", None), ("short", settings.history_length + 1)):
+        scores = fam.control_scores(fam.generate(model, play, seed, window_limit=limit))
+        result[f"pacman_tile_agreement_at_16_{name}"] = scores["pacman_tile_agreement_at_16"]
+        result[f"pacman_tile_agreement_at_16_{name}_interval"] = scores[
+            "pacman_tile_agreement_at_16_interval"
+        ]
+    return result
+
+
+def long_play_section(
+    model, contexts, plan, seed: int, out: Path, metrics: dict, curves: dict, progress
+) -> None:
+    """``drift_rollouts`` rollouts of ``drift_steps`` per family, all in one batch, the players
+    reading the generated frames: one Pacman, the real ghost count, walls, pellets coming back."""
+    starts = [contexts[row % len(contexts)] for row in range(plan.drift_rollouts)]
+    players, families = [], []
+    for family in LONG_PLAY_FAMILIES:
+        for row, context in enumerate(starts):
+            players.append(fam.family_player(family, model.settings.num_actions, seed * 1_000 + row, context))
+            families.append(family)
+    result = drift(
+        model, starts * len(LONG_PLAY_FAMILIES), plan.drift_steps, seed, players=players, progress=progress
+    )
+    families = np.array(families)
+    rows = {}
+    for family in LONG_PLAY_FAMILIES:
+        mine = families == family
+        running = result["real_running"][mine]
+        rows[family] = {
+            "rollouts": int(mine.sum()),
+            "steps": plan.drift_steps,
+            "single_pacman": float((result["pacman_tiles"][mine] == 1).mean()),
+            "ghost_count_agreement": float(result["ghost_count_equal"][mine][running].mean())
+            if running.any()
+            else float("nan"),
+            "ghost_frames_compared": int(running.sum()),
+            "wall_agreement": float(result["wall_agreement"][mine].mean()),
+            "pellet_reappearances": float(result["pellet_reappearances"][mine].mean()),
+        }
+    metrics["long_play"] = rows
+    walls = curves["wall_agreement"] = result["wall_agreement"].mean(axis=0)
+    single = curves["single_pacman"] = (result["pacman_tiles"] == 1).mean(axis=0)
+    for mark in DRIFT_MARKS:
+        # A shortened (--quick) run reads each mark at the same fraction of its horizon.
+        metrics[f"wall_agreement_at_{mark}"] = at_step(walls, round(mark * plan.drift_steps / 1000))
+    metrics["drift_steps"] = plan.drift_steps
+    metrics["single_pacman_fraction"] = float(single.mean())
+    metrics["pellet_reappearances"] = float(result["pellet_reappearances"].mean())
+    report.plot_curves(
+        out / "drift.png", "share over the long-play rollouts",
+        {"wall tiles matching the maze": walls, "frames with exactly one Pacman": single}, share=True,
+    )  # fmt: skip
+    report.save_gif_frames(out / "drift.gif", result["gif_frames"])
