@@ -15,6 +15,8 @@ from recorder.__main__ import main as record
 from worldmodel.evaluate.__main__ import main as evaluate
 from worldmodel.evaluate.control import MazeCircuit
 from worldmodel.evaluate.episodes import choose_contexts
+from worldmodel.evaluate.families import delta_psnr
+from worldmodel.evaluate.fidelity import Rollouts
 from worldmodel.evaluate.game_metrics import (
     at_step,
     pacman_tile_count,
@@ -25,7 +27,7 @@ from worldmodel.evaluate.game_metrics import (
     tile_misses,
     wall_agreement,
 )
-from worldmodel.metrics import precision_recall
+from worldmodel.metrics import pooled_psnr, precision_recall
 
 REQUIRED_KEYS = (
     "psnr_teacher_forced",
@@ -275,3 +277,20 @@ def test_data_of_another_game_or_frame_size_is_refused(tiny_checkpoint, tmp_path
     assert evaluate(arguments) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "does not fit this checkpoint" in error
+
+
+def test_delta_psnr_is_the_psnr_gained_by_the_real_keys():
+    def rollouts(error: int) -> Rollouts:
+        real = np.full((2, 4, 8, 8, 3), 100, dtype=np.uint8)
+        valid = np.ones((2, 4), dtype=bool)
+        return Rollouts([], np.zeros((2, 4), np.int64), real + np.uint8(error), real, valid)
+
+    # Errors of 1 and 10 grey levels everywhere: 20 * log10(10 / 1) = 20 dB apart.
+    assert delta_psnr(rollouts(1), rollouts(10), 4) == pytest.approx(20.0)
+    assert delta_psnr(rollouts(3), rollouts(3), 2) == pytest.approx(0.0)
+    # Pooled over frames: one perfect frame does not count as 100 dB.
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    generated = frames.copy()
+    generated[1] = 10  # one frame off by 10, one exact: mean squared error 50
+    assert pooled_psnr(generated, frames) == pytest.approx(10 * np.log10(255**2 / 50))
+    assert math.isnan(delta_psnr(rollouts(1), rollouts(10), 5))  # past the rollouts' end

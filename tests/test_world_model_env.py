@@ -182,3 +182,23 @@ def test_missing_or_foreign_checkpoint_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(worldmodel.env, "DEFAULT_CHECKPOINT", tmp_path / "checkpoints" / "pacman-64")
     with pytest.raises(CheckpointError, match="train.py"):
         WorldModelEnv()
+
+
+@pytest.mark.parametrize("source", ["real", "recorded"])
+def test_reset_info_brings_the_real_game_to_the_learned_games_start(model, tmp_path, source):
+    context = "real" if source == "real" else tmp_path / "context.h5"
+    if source == "recorded":
+        record_context_file(context, steps=12)
+    env = WorldModelEnv(model, context=context)
+    for seed in range(3):
+        first_frame, info = env.reset(seed=seed)
+        game = gymnasium.make("Pacman-v0")
+        frame, _ = game.reset(seed=info["real_game_seed"])
+        for action in info["real_game_actions"]:
+            frame, *_ = game.step(int(action))
+        np.testing.assert_array_equal(frame, first_frame)
+        # The model reads the keys that led there, the last of them producing the first frame.
+        assert env.context.actions[-1] == (
+            info["real_game_actions"][-1] if len(info["real_game_actions"]) else 0
+        )
+    env.close()
