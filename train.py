@@ -24,7 +24,7 @@ from worldmodel.config import ConfigError, config_from_dict, load_config
 from worldmodel.data import build_latent_cache
 from worldmodel.dit import Denoiser, with_more_inputs
 from worldmodel.flow import flow_matching_loss
-from worldmodel.heads import heads_loss
+from worldmodel.heads import RewardEndHeads, best_end_threshold, end_weight, heads_loss, reward_values_of
 from worldmodel.model import CheckpointError, SamplerDefaults, WorldModel
 from worldmodel.samples import dit_samples, heads_metrics, vae_samples
 from worldmodel.training import (
@@ -215,14 +215,26 @@ def run_dit_stage(model, config, stage, data_path, run_dir, train_ids, held_out_
 def run_heads_stage(model, config, stage, data_path, run_dir, train_ids, held_out_ids, accelerator):
     cache = latent_cache(model, data_path, run_dir, accelerator)
     rows = cache.transitions(train_ids)
+    values = reward_values_of(cache.rewards)  # the rewards the game pays, as the file holds them
+    if model.heads.config.reward_values != values:
+        heads = model.heads.config
+        model.heads = RewardEndHeads(heads.latent_channels, heads.num_actions, heads.hidden_channels, values)
+    weight = end_weight(cache.transition_batch(rows)[4])
 
     def head_loss(heads, draw):
         batch = cache.transition_batch(random_rows(rows, stage.batch_size, draw))
-        return heads_loss(heads, *(part.to(accelerator.device) for part in batch))
+        return heads_loss(heads, *(part.to(accelerator.device) for part in batch), end_weight=weight)
 
     evaluate = heads_metrics(cache, held_out_ids)
     model.heads, steps, seconds = train_stage(
         "heads", model.heads, head_loss, evaluate, stage, run_dir, accelerator, config.train.seed
+    )
+    # Where the end head says "ended": the threshold that scores best on the held-out episodes.
+    previous, following, actions, _, terminated = cache.transition_batch(cache.transitions(held_out_ids))
+    with torch.no_grad():
+        _, end_logit = model.heads(*(part.to(accelerator.device) for part in (previous, following, actions)))
+    model.heads.register_to_config(
+        end_threshold=best_end_threshold(torch.sigmoid(end_logit).cpu(), terminated)
     )
     return steps, seconds
 

@@ -77,10 +77,9 @@ def time_single_env(model: WorldModel, device: str, steps: int) -> float:
 
 def time_batched_env(model: WorldModel, device: str, batch: int, steps: int) -> float:
     """Median frames per second (batch / seconds per step) of WorldModelVectorEnv.step."""
-    import worldmodel.vector_env
-
-    vector_env = WorldModelVectorEnv(batch, model, device=device, max_episode_steps=10**9)
-    worldmodel.vector_env.END_THRESHOLD, saved = NO_END, worldmodel.vector_env.END_THRESHOLD
+    vector_env = WorldModelVectorEnv(
+        batch, model, device=device, max_episode_steps=10**9, end_threshold=NO_END
+    )
     try:
         vector_env.reset(seed=0)
         rng = np.random.default_rng(0)
@@ -94,7 +93,6 @@ def time_batched_env(model: WorldModel, device: str, batch: int, steps: int) -> 
             if index >= WARMUP_STEPS:
                 durations.append(time.perf_counter() - start)
     finally:
-        worldmodel.vector_env.END_THRESHOLD = saved
         vector_env.close()
     return batch / statistics.median(durations)
 

@@ -12,7 +12,6 @@ import pytest
 
 import envs
 import play
-import worldmodel.env
 from worldmodel.env import WorldModelEnv
 from worldmodel.play_ui import pygame
 
@@ -94,7 +93,6 @@ def test_keys_tune_sampling_and_pause(tiny_checkpoint):
 
 
 def test_real_game_follows_the_same_actions(tiny_checkpoint, monkeypatch):
-    monkeypatch.setattr(worldmodel.env, "END_THRESHOLD", 1.0)  # the untrained end head must not end it
     session = play.Session(WorldModelEnv(tiny_checkpoint), seed=1)
     session.toggle_real()
     np.testing.assert_array_equal(session.real_frame, session.frame)  # both start from the context

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 
+import recorder
 import train
 from worldmodel.model import load
 
@@ -55,7 +56,7 @@ def trained_run(recorded_file, tmp_path_factory) -> Path:
     return run_dir
 
 
-def test_train_all_stages_writes_a_loadable_checkpoint(trained_run):
+def test_train_all_stages_writes_a_loadable_checkpoint(trained_run, recorded_file):
     run_dir = trained_run
     model = load(run_dir / "checkpoint")
     assert set(model.settings.training["stages"]) == {"vae", "dit", "heads"}
@@ -69,6 +70,11 @@ def test_train_all_stages_writes_a_loadable_checkpoint(trained_run):
     assert list((run_dir / "samples").glob("dit_step*.gif"))
     assert "psnr_teacher_forced" in (run_dir / "dit_eval.csv").read_text()
     assert list((run_dir / "logs").rglob("events.out.tfevents*"))
+    # The reward head's classes are the rewards the recording holds; the end threshold was chosen.
+    with recorder.load(recorded_file) as trajectories:
+        paid = {float(trajectories.episode(i).rewards.max(initial=0)) for i in range(len(trajectories))}
+    assert paid <= set(model.heads.config.reward_values) and 0.0 in model.heads.config.reward_values
+    assert 0 < model.end_threshold < 1
 
 
 def test_one_stage_trains_on_from_where_a_full_run_stopped(recorded_file, trained_run, tmp_path):

@@ -10,6 +10,7 @@ import envs
 from worldmodel.config import ConfigError, load_config
 from worldmodel.dit import Denoiser, held_keys, with_more_inputs
 from worldmodel.flow import changed_cell_weights, flow_matching_loss
+from worldmodel.heads import RewardEndHeads, best_end_threshold, end_weight, heads_loss, reward_values_of
 from worldmodel.model import CheckpointError, WorldModel, load
 from worldmodel.sampler import FlowSampler
 
@@ -303,3 +304,52 @@ def test_a_key_pressed_before_the_last_k_steps_still_changes_the_next_frame():
         for window in (released, tapped)
     ]
     assert not torch.allclose(*outputs)
+
+
+def test_reward_classes_give_back_the_games_exact_values():
+    rewards = torch.tensor([0.0, 1.0, 0.0, 5.0, 20.0, 21.0, 1.0])
+    values = reward_values_of(rewards)
+    assert values == [0.0, 1.0, 5.0, 20.0, 21.0]
+    heads = RewardEndHeads(latent_channels=4, num_actions=5, hidden_channels=8, reward_values=values)
+    classes = heads.reward_classes(rewards)
+    logits = torch.nn.functional.one_hot(classes, len(values)).float() * 10
+    assert torch.equal(heads.reward(logits), rewards)  # exact, not regressed floats
+
+
+def test_end_weight_and_threshold_on_an_imbalanced_case():
+    terminated = torch.zeros(1000, dtype=torch.bool)
+    terminated[:10] = True  # one end in a hundred steps
+    assert end_weight(terminated) == pytest.approx((990 / 10) ** 0.5)
+    assert end_weight(torch.zeros(5, dtype=torch.bool)) == 1.0  # no end at all: no division by zero
+    # A head whose ends score 0.6-0.7 and whose other steps reach up to 0.45: the threshold parts them.
+    probability = torch.linspace(0.0, 0.45, 1000)
+    probability[:10] = torch.linspace(0.6, 0.7, 10)
+    threshold = best_end_threshold(probability, terminated)
+    assert 0.44 < threshold < 0.6
+    predicted = probability > threshold
+    assert torch.equal(predicted, terminated)
+
+
+def test_the_heads_stage_learns_rewards_and_ends_on_an_imbalanced_recording():
+    # Latents that show a reward and an end plainly: the loss must fall for both.
+    torch.manual_seed(0)
+    heads = RewardEndHeads(latent_channels=4, num_actions=5, hidden_channels=8, reward_values=[0.0, 1.0, 5.0])
+    previous = torch.randn(64, 4, 16, 16)
+    rewards = torch.tensor([0.0, 1.0, 5.0, 0.0] * 16)
+    terminated = torch.zeros(64, dtype=torch.bool)
+    terminated[::16] = True
+    following = previous + rewards.view(-1, 1, 1, 1) + 3 * terminated.view(-1, 1, 1, 1)
+    actions = torch.zeros(64, dtype=torch.long)
+    optimizer = torch.optim.Adam(heads.parameters(), lr=3e-3)
+    weight = end_weight(terminated)
+    losses = []
+    for _ in range(150):
+        loss = heads_loss(heads, previous, following, actions, rewards, terminated, end_weight=weight)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+    reward_output, end_logit = heads(previous, following, actions)
+    assert torch.equal(heads.reward(reward_output), rewards)
+    assert torch.equal(torch.sigmoid(end_logit) > 0.5, terminated)

@@ -18,7 +18,6 @@ from worldmodel.model import CheckpointError, WorldModel, WorldModelSettings
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "pacman-64"
 TRAIN_COMMAND = "python train.py --config configs/pacman-64.yaml --data data/pacman.h5 --out runs/pacman-64"
-END_THRESHOLD = 0.5  # predicted end probability above which the episode terminates
 
 
 def load_world_model(checkpoint: str | Path | WorldModel | None, device: str | torch.device) -> WorldModel:
@@ -235,6 +234,7 @@ class WorldModelEnv(SamplingSettings, gymnasium.Env):
         device: str | torch.device = "cpu",
         render_mode: str | None = None,
         window_scale: int = 8,
+        end_threshold: float | None = None,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
@@ -247,6 +247,8 @@ class WorldModelEnv(SamplingSettings, gymnasium.Env):
         self.action_space = spaces.Discrete(self.settings.num_actions)
         self.action_meanings = tuple(self.settings.action_meanings)
         self.max_episode_steps = int(max_episode_steps)
+        # Predicted end probability above which an episode ends; the checkpoint's choice by default.
+        self.end_threshold = self.model.end_threshold if end_threshold is None else float(end_threshold)
         defaults = self.settings.sampler
         self.sampling_steps = defaults.sampling_steps if sampling_steps is None else int(sampling_steps)
         self.guidance_scale = defaults.guidance_scale if guidance_scale is None else float(guidance_scale)
@@ -278,7 +280,7 @@ class WorldModelEnv(SamplingSettings, gymnasium.Env):
         self._frame = frames[0]
         self._step_count += 1
         end_probability = float(end_probability[0])
-        terminated = end_probability > END_THRESHOLD
+        terminated = end_probability > self.end_threshold
         truncated = self._step_count >= self.max_episode_steps
         if self.render_mode == "human":
             self.render()

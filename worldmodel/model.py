@@ -190,7 +190,12 @@ class WorldModel(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(reward (B,), probability that the episode ended (B,)) for the step previous -> next."""
         reward, end_logit = self.heads(previous_latents, next_latents, actions)
-        return reward, torch.sigmoid(end_logit)
+        return self.heads.reward(reward), torch.sigmoid(end_logit)
+
+    @property
+    def end_threshold(self) -> float:
+        """The predicted end probability above which an episode ends (chosen when the heads trained)."""
+        return float(self.heads.config.end_threshold)
 
     # ---- checkpoint ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

@@ -128,7 +128,8 @@ def heads_metrics(cache, held_out_ids):
     @torch.no_grad()
     def evaluate(heads, step: int) -> dict:
         device = next(heads.parameters()).device
-        reward, end_logit = heads(previous.to(device), following.to(device), actions.to(device))
+        reward_output, end_logit = heads(previous.to(device), following.to(device), actions.to(device))
+        reward = heads.reward(reward_output)
         metrics = {}
         for name, predicted, actual in (
             ("reward", reward.cpu() > 0.5, rewards > 0.5),

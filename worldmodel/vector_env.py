@@ -13,7 +13,6 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from worldmodel.env import (
-    END_THRESHOLD,
     LatentGames,
     SamplingSettings,
     WorldModelEnv,
@@ -45,6 +44,7 @@ class WorldModelVectorEnv(SamplingSettings, VectorEnv):
         context_noise: float | None = None,
         device: str | torch.device = "cpu",
         render_mode: str | None = None,
+        end_threshold: float | None = None,
     ):
         if num_envs < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
@@ -63,6 +63,7 @@ class WorldModelVectorEnv(SamplingSettings, VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.action_meanings = tuple(self.settings.action_meanings)
         self.max_episode_steps = int(max_episode_steps)
+        self.end_threshold = self.model.end_threshold if end_threshold is None else float(end_threshold)
         defaults = self.settings.sampler
         self.sampling_steps = defaults.sampling_steps if sampling_steps is None else int(sampling_steps)
         self.guidance_scale = defaults.guidance_scale if guidance_scale is None else float(guidance_scale)
@@ -130,7 +131,7 @@ class WorldModelVectorEnv(SamplingSettings, VectorEnv):
             rewards[stepping] = step_rewards
             end_probability[stepping] = step_ends
             self._step_counts[stepping] += 1
-            terminated[stepping] = step_ends > END_THRESHOLD
+            terminated[stepping] = step_ends > self.end_threshold
             truncated[stepping] = self._step_counts[stepping] >= self.max_episode_steps
         if resetting.any():
             self._start(np.flatnonzero(resetting))

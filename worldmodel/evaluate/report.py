@@ -130,7 +130,7 @@ def _sections(metrics: dict, out: Path) -> list[str]:
                     m["reward_predicted"],
                 ],
                 [
-                    "episode end (p > 0.5)",
+                    f"episode end (p > {_number(m['end_threshold'])})",
                     m["end_precision"],
                     m["end_recall"],
                     m["end_events"],
@@ -138,6 +138,7 @@ def _sections(metrics: dict, out: Path) -> list[str]:
                 ],
             ],
         ),
+        f"Steps paid exactly the real game's reward: {_number(m['reward_exact'])}.",
         "## 6. Speed",
         _table(
             ["measure", "frames/s"],

@@ -10,7 +10,6 @@ from worldmodel.evaluate.episodes import HeldOutEpisode
 from worldmodel.metrics import precision_recall
 
 PELLET_REWARD = 0.5  # a reward above this counts as a pellet eaten (pellets give +1)
-END_PROBABILITY = 0.5  # the threshold WorldModelEnv ends episodes at
 
 
 @torch.no_grad()
@@ -22,7 +21,7 @@ def reward_end_accuracy(model, episodes: list[HeldOutEpisode]) -> dict[str, floa
     real_reward = np.concatenate([e.rewards for e in episodes])
     real_end = np.concatenate([e.terminated for e in episodes])
     predicted_reward = reward.float().cpu().numpy() > PELLET_REWARD
-    predicted_end = end_probability.float().cpu().numpy() > END_PROBABILITY
+    predicted_end = end_probability.float().cpu().numpy() > model.end_threshold  # as the env decides
     reward_precision, reward_recall = precision_recall(predicted_reward, real_reward > PELLET_REWARD)
     end_precision, end_recall = precision_recall(predicted_end, real_end)
     return {
@@ -36,4 +35,7 @@ def reward_end_accuracy(model, episodes: list[HeldOutEpisode]) -> dict[str, floa
         "end_events": int(real_end.sum()),
         "end_predicted": int(predicted_end.sum()),
         "reward_mae": float(np.abs(reward.float().cpu().numpy() - real_reward).mean()),
+        # the share of steps paid exactly what the real game paid (0, 1, 5, 20, ...)
+        "reward_exact": float((reward.float().cpu().numpy() == real_reward).mean()),
+        "end_threshold": model.end_threshold,
     }
