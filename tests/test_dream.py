@@ -1,0 +1,53 @@
+"""The dream experiment end to end on a tiny checkpoint and budget: every output written, the agents
+saved in a form that loads (and resumes), the real game scored on unseen seeds."""
+
+import json
+
+import numpy as np
+import torch
+
+from worldmodel.dream.__main__ import main as dream
+from worldmodel.dream.agents import Recipe, new_agent, real_vec_env, score_real, wrap
+
+
+def test_the_command_trains_scores_and_reports(tiny_checkpoint, tmp_path):
+    out = tmp_path / "dream"
+    arguments = ["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--steps", "64", "--envs", "2",
+                 "--episodes", "3", "--curve-every", "32", "--curve-episodes", "1"]  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        assert dream(arguments) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        for kind in ("dream", "real", "random"):
+            low, high = metrics[f"{kind}_return_interval"]
+            assert low <= metrics[f"{kind}_mean_return"] <= high
+            assert metrics[kind]["episodes"] == 3
+        assert metrics["steps"] == 64
+        for name in ("report.md", "learning_curve.png", "dream_agent.gif"):
+            assert (out / name).stat().st_size > 0, name
+        curve = metrics["curves"]["dream"]
+        assert curve[0][0] == 0 and curve[-1][0] >= 64
+        # Run again with a larger budget: each agent resumes from its saved step count.
+        assert dream([*arguments[:5], "128", *arguments[6:]]) == 0
+        progress = json.loads((out / "agents" / "dream" / "progress.json").read_text())
+        assert progress["num_timesteps"] >= 128
+        assert list((out / "agents" / "real" / "logs").rglob("events.out.tfevents*"))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_random_keys_score_the_same_on_the_same_seeds():
+    recipe = Recipe(num_envs=1)
+    first, again = score_real(None, recipe, 3), score_real(None, recipe, 3)
+    np.testing.assert_array_equal(first.returns, again.returns)
+    assert (first.pellets >= 0).all() and (first.lengths > 0).all()
+
+
+def test_a_new_agent_acts_on_stacked_real_frames(tmp_path):
+    recipe = Recipe(num_envs=2)
+    venv = wrap(real_vec_env(2, seed=0), recipe)
+    agent = new_agent(venv, recipe, seed=0, log_dir=tmp_path, device="cpu")
+    observation = venv.reset()
+    assert observation.shape == (2, 64, 64, 3 * recipe.frame_stack)
+    actions, _ = agent.predict(observation)
+    assert actions.shape == (2,) and ((0 <= actions) & (actions < 5)).all()

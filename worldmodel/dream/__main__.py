@@ -1,0 +1,193 @@
+"""Train an agent in the dream: PPO learns Pacman inside the learned game (WorldModel-v0, batched)
+and is scored in the real game, beside the same recipe trained on the real game and a random policy.
+
+    python -m worldmodel.dream --steps 500000 --out reports/dream
+
+Writes metrics.json, report.md, learning_curve.png and dream_agent.gif to --out; the agents,
+their TensorBoard logs and their learning curves go to --out/agents and resume when run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+from stable_baselines3 import PPO
+from tqdm import tqdm
+
+from worldmodel.dream import report
+from worldmodel.dream.agents import (
+    EVALUATION_SEED,
+    RealGameCurve,
+    Recipe,
+    dream_vec_env,
+    new_agent,
+    policy_actor,
+    real_vec_env,
+    score_real,
+    wrap,
+)
+from worldmodel.model import CheckpointError
+
+KINDS = ("dream", "real")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m worldmodel.dream", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--checkpoint", default=None, help="world model (default: the shipped checkpoints/pacman-64)"
+    )
+    parser.add_argument("--steps", type=int, default=500_000, help="environment steps each agent trains for")
+    parser.add_argument("--out", default="reports/dream", help="report directory (agents under OUT/agents)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of both agents and their training envs")
+    parser.add_argument(
+        "--episodes", type=int, default=100, help="real-game episodes each agent is scored on"
+    )
+    parser.add_argument("--curve-every", type=int, default=50_000, help="steps between learning-curve points")
+    parser.add_argument(
+        "--curve-episodes", type=int, default=10, help="real episodes per learning-curve point"
+    )
+    parser.add_argument("--envs", type=int, default=Recipe.num_envs, help="games stepped together per agent")
+    parser.add_argument("--device", default="cpu", help="torch device of the agents and the world model")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 stays fast on a busy CPU)")
+    args = parser.parse_args(argv)
+    if min(args.steps, args.episodes, args.curve_every, args.curve_episodes, args.envs) < 1:
+        parser.error("--steps, --episodes, --curve-every, --curve-episodes and --envs must be positive")
+    return args
+
+
+class Saver(RealGameCurve):
+    """The learning curve, plus the agent and its curve saved every ``every`` steps (resumable)."""
+
+    def __init__(self, recipe, every, episodes, curve, directory: Path, bar):
+        super().__init__(recipe, every, episodes, curve)
+        self.directory, self.bar = directory, bar
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        if self.num_timesteps >= self._next:
+            super()._on_step()
+            save_agent(self.model, self.directory, self.curve)
+        return True
+
+
+def save_agent(agent: PPO, directory: Path, curve: list) -> None:
+    """Weights, optimiser, reward statistics, step count and curve, as tensors and JSON only (nothing
+    that runs code when loaded), each written to a temporary name and renamed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {"policy": agent.policy.state_dict(), "optimizer": agent.policy.optimizer.state_dict()}
+    torch.save(state, directory / "agent.tmp.pt")
+    os.replace(directory / "agent.tmp.pt", directory / "agent.pt")
+    returns = agent.get_env().ret_rms
+    progress = {
+        "num_timesteps": int(agent.num_timesteps),
+        "n_updates": int(agent._n_updates),
+        "return_mean": float(returns.mean),
+        "return_var": float(returns.var),
+        "return_count": float(returns.count),
+        "curve": curve,
+    }
+    (directory / "progress.tmp.json").write_text(json.dumps(progress))
+    os.replace(directory / "progress.tmp.json", directory / "progress.json")
+
+
+def load_agent(agent: PPO, directory: Path) -> list:
+    """Restores what ``save_agent`` wrote into a freshly made ``agent``; returns the curve so far."""
+    state = torch.load(directory / "agent.pt", weights_only=True, map_location=agent.device)
+    agent.policy.load_state_dict(state["policy"])
+    agent.policy.optimizer.load_state_dict(state["optimizer"])
+    progress = json.loads((directory / "progress.json").read_text())
+    agent.num_timesteps, agent._n_updates = progress["num_timesteps"], progress["n_updates"]
+    returns = agent.get_env().ret_rms
+    returns.mean, returns.var, returns.count = (
+        progress["return_mean"],
+        progress["return_var"],
+        progress["return_count"],
+    )
+    return progress["curve"]
+
+
+def train_agent(kind: str, args, recipe: Recipe, model, out: Path) -> tuple[PPO, list]:
+    directory = out / "agents" / kind
+    base = (
+        dream_vec_env(model, recipe.num_envs, args.seed)
+        if kind == "dream"
+        else real_vec_env(recipe.num_envs, args.seed)
+    )
+    venv = wrap(base, recipe)
+    agent = new_agent(venv, recipe, args.seed, directory / "logs", args.device)
+    if (directory / "agent.pt").is_file() and (directory / "progress.json").is_file():
+        curve = load_agent(agent, directory)  # resume where the last run saved
+    else:
+        curve = [[0, score_real(policy_actor(agent), recipe, args.curve_episodes).summary()["mean_return"]]]
+    remaining = args.steps - agent.num_timesteps
+    with tqdm(
+        total=args.steps, initial=agent.num_timesteps, desc=f"PPO in the {kind} game", unit="step"
+    ) as bar:
+        saver = Saver(recipe, args.curve_every, args.curve_episodes, curve, directory, bar)
+        saver._next = (agent.num_timesteps // args.curve_every + 1) * args.curve_every
+        if remaining > 0:
+            agent.learn(remaining, callback=saver, reset_num_timesteps=False, tb_log_name=kind)
+    if curve[-1][0] < agent.num_timesteps:
+        point = score_real(policy_actor(agent), recipe, args.curve_episodes).summary()["mean_return"]
+        curve.append([int(agent.num_timesteps), point])
+    save_agent(agent, directory, curve)
+    venv.close()
+    return agent, curve
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    recipe = Recipe(num_envs=args.envs)
+    try:
+        from worldmodel.env import load_world_model
+
+        model = load_world_model(args.checkpoint, args.device)
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    agents, curves = {}, {}
+    for kind in KINDS:
+        agents[kind], curves[kind] = train_agent(kind, args, recipe, model, out)
+    scores = {"random": score_real(None, recipe, args.episodes)}
+    gif_frames = None
+    for kind in KINDS:
+        if kind == "dream":
+            scores[kind], gif_frames = score_real(
+                policy_actor(agents[kind]), recipe, args.episodes, record_first=True
+            )
+        else:
+            scores[kind] = score_real(policy_actor(agents[kind]), recipe, args.episodes)
+    command = "python -m worldmodel.dream " + shlex.join(argv if argv is not None else sys.argv[1:])
+    metrics = {
+        "steps": args.steps,
+        "recipe": recipe.__dict__,
+        "checkpoint": args.checkpoint or "checkpoints/pacman-64",
+        "evaluation_seeds": [EVALUATION_SEED, EVALUATION_SEED + args.episodes - 1],
+        "curves": curves,
+        "command": command,
+    }
+    for kind, score in scores.items():
+        summary = score.summary()
+        metrics[f"{kind}_mean_return"] = summary["mean_return"]
+        metrics[f"{kind}_return_interval"] = summary["return_interval"]
+        metrics[kind] = summary
+    real = metrics["real_mean_return"]
+    metrics["dream_to_real_ratio"] = metrics["dream_mean_return"] / real if real else float("nan")
+    report.write(out, metrics, gif_frames)
+    print(
+        f"wrote {out}: mean real-game return dream {metrics['dream_mean_return']:.1f}, "
+        f"real {real:.1f}, random {metrics['random_mean_return']:.1f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
