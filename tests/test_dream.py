@@ -50,4 +50,4 @@ def test_a_new_agent_acts_on_stacked_real_frames(tmp_path):
     observation = venv.reset()
     assert observation.shape == (2, 64, 64, 3 * recipe.frame_stack)
     actions, _ = agent.predict(observation)
-    assert actions.shape == (2,) and ((0 <= actions) & (actions < 5)).all()
+    assert actions.shape == (2,) and ((actions >= 0) & (actions < 5)).all()
