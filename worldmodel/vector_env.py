@@ -26,7 +26,12 @@ from worldmodel.model import WorldModel
 
 class WorldModelVectorEnv(SamplingSettings, VectorEnv):
     """``num_envs`` learned games with next-step autoreset: the step after an episode ends resets that
-    copy (its action is ignored, reward 0, flags False) and returns the new episode's first frame."""
+    copy (its action is ignored, reward 0, flags False) and returns the new episode's first frame.
+
+    ``gymnasium.make_vec("WorldModel-v0", num_envs=N, ...)`` builds it with the keywords of
+    ``WorldModelEnv`` and the registered ``max_episode_steps`` of 1000; made directly, as the single
+    env, it sets no step limit unless given one.
+    """
 
     metadata = {
         "render_modes": ["rgb_array"],
@@ -39,7 +44,7 @@ class WorldModelVectorEnv(SamplingSettings, VectorEnv):
         num_envs: int,
         checkpoint: str | Path | WorldModel | None = None,
         context: str | Path = "real",
-        max_episode_steps: int = 1000,
+        max_episode_steps: int | None = None,
         sampling_steps: int | None = None,
         guidance_scale: float | None = None,
         context_noise: float | None = None,
@@ -62,7 +67,7 @@ class WorldModelVectorEnv(SamplingSettings, VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.action_meanings = tuple(self.settings.action_meanings)
-        self.max_episode_steps = int(max_episode_steps)
+        self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
         defaults = self.settings.sampler
         self.sampling_steps = defaults.sampling_steps if sampling_steps is None else int(sampling_steps)
         self.guidance_scale = defaults.guidance_scale if guidance_scale is None else float(guidance_scale)
@@ -131,7 +136,8 @@ class WorldModelVectorEnv(SamplingSettings, VectorEnv):
             end_probability[stepping] = step_ends
             self._step_counts[stepping] += 1
             terminated[stepping] = step_ends > END_THRESHOLD
-            truncated[stepping] = self._step_counts[stepping] >= self.max_episode_steps
+            if self.max_episode_steps is not None:
+                truncated[stepping] = self._step_counts[stepping] >= self.max_episode_steps
         if resetting.any():
             self._start(np.flatnonzero(resetting))
         self._needs_reset = terminated | truncated
