@@ -29,6 +29,7 @@ from worldmodel.model import CheckpointError, SamplerDefaults, WorldModel
 from worldmodel.samples import dit_samples, heads_metrics, vae_samples
 from worldmodel.training import (
     RunMismatchError,
+    TrainingStateError,
     check_run_config,
     learning_rate_schedule,
     load_training_state,
@@ -77,10 +78,11 @@ def train_stage(name, module, batch_loss, evaluate, stage, run_dir, accelerator,
     )
     schedule = learning_rate_schedule(optimizer, stage)
     module, optimizer, schedule = accelerator.prepare(module, optimizer, schedule)
+    # Kept by save/load_training_state as safetensors, not registered with accelerate, whose resume
+    # would unpickle it in full.
     ema = EMAModel(accelerator.unwrap_model(module).parameters(), decay=stage.ema_decay)
-    accelerator.register_for_checkpointing(ema)
     state_dir = run_dir / "state" / name
-    progress = load_training_state(accelerator, state_dir) or {"step": 0, "elapsed": 0.0}
+    progress = load_training_state(accelerator, state_dir, ema) or {"step": 0, "elapsed": 0.0}
     if progress["step"] and accelerator.is_main_process:
         print(f"[{name}] resuming from step {progress['step']} ({state_dir})")
     ema.to(accelerator.device)
@@ -91,7 +93,7 @@ def train_stage(name, module, batch_loss, evaluate, stage, run_dir, accelerator,
         return time.monotonic() - started
 
     def save() -> None:
-        save_training_state(accelerator, state_dir, {"step": step, "elapsed": elapsed()})
+        save_training_state(accelerator, state_dir, {"step": step, "elapsed": elapsed()}, ema)
 
     def run_evaluation() -> None:
         ema.store(module.parameters())
@@ -143,14 +145,13 @@ def train_stage(name, module, batch_loss, evaluate, stage, run_dir, accelerator,
 
 
 def forget_stage(accelerator) -> None:
-    """Unregisters a finished stage's model, optimiser, schedule and EMA from the accelerator.
+    """Unregisters a finished stage's model, optimiser and schedule from the accelerator.
 
     ``save_state`` writes everything registered, in order; without this, the next stage's state
     would hold the previous stage's model first, and a later ``--stage dit`` resume would load
     the autoencoder's weights into the denoiser.
     """
     accelerator.free_memory()
-    accelerator._custom_objects.clear()  # free_memory leaves objects from register_for_checkpointing
 
 
 def run_vae_stage(model, config, stage, data_path, run_dir, train_ids, held_out_ids, accelerator):
@@ -187,8 +188,11 @@ def run_vae_stage(model, config, stage, data_path, run_dir, train_ids, held_out_
 
 def latent_cache(model, data_path, run_dir, accelerator):
     model.vae.eval()
+    stale = run_dir / "latents.pt"  # the cache of an earlier train.py, a pickle: never read
+    if stale.is_file() and accelerator.is_main_process:
+        print(f"note: {stale} is an old latent cache that is no longer read; delete it to free the space")
     return build_latent_cache(
-        model.vae, data_path, run_dir / "latents.pt", show_progress=accelerator.is_main_process
+        model.vae, data_path, run_dir / "latents.safetensors", show_progress=accelerator.is_main_process
     )
 
 
@@ -328,7 +332,13 @@ def main(argv=None) -> int:
         stage = getattr(config.train, name)
         accelerator.gradient_accumulation_steps = stage.gradient_accumulation_steps
         run = STAGE_RUNNERS[name]
-        steps, seconds = run(model, config, stage, data_path, run_dir, train_ids, held_out_ids, accelerator)
+        try:
+            steps, seconds = run(
+                model, config, stage, data_path, run_dir, train_ids, held_out_ids, accelerator
+            )
+        except TrainingStateError as error:
+            print(f"train.py: error: {error}", file=sys.stderr)
+            return 2
         done[name] = {
             "steps": steps,
             "seconds": round(seconds, 1),

@@ -7,7 +7,7 @@ import gymnasium
 
 from envs.adapters import make_env
 from envs.explorer import Explorer
-from envs.keymap import KEY_ACTIONS, action_from_keys
+from envs.keymap import KEY_ACTIONS, action_from_keys, keys_to_action
 from envs.maze import ACTION_MEANINGS, FRAME_SIZE
 from envs.pacman import PacmanEnv
 from envs.parse import PacmanState, parse_frame
@@ -23,6 +23,7 @@ __all__ = [
     "PacmanEnv",
     "PacmanState",
     "action_from_keys",
+    "keys_to_action",
     "make_env",
     "parse_frame",
 ]

@@ -1,8 +1,10 @@
 """The one keyboard map of the project: arrow keys and WASD to Pacman actions.
 
-Used by the recorder's human policy and by play.py, so both games feel the same.
+Used by the recorder's human policy, by play.py and by ``gymnasium.utils.play.play`` (through
+``PacmanEnv.get_keys_to_action``), so every way of playing feels the same.
 """
 
+import itertools
 import os
 from collections.abc import Iterable, Mapping
 
@@ -55,3 +57,14 @@ def action_from_keys(pressed: Iterable[int] | Mapping[int, bool]) -> int:
     for key in pressed:
         action = KEY_ACTIONS.get(key, action)
     return action
+
+
+def keys_to_action() -> dict[tuple[int, ...], int]:
+    """The key map in the form ``gymnasium.utils.play.play`` takes: every combination of direction keys
+    held together, as sorted key codes, to the action ``action_from_keys`` gives that key state."""
+    keys = sorted(KEY_ACTIONS)
+    return {
+        combination: action_from_keys(dict.fromkeys(combination, True))
+        for size in range(1, len(keys) + 1)
+        for combination in itertools.combinations(keys, size)
+    }

@@ -12,6 +12,7 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from envs.keymap import keys_to_action
 from envs.maze import (
     ACTION_MEANINGS,
     DOWN,
@@ -279,6 +280,10 @@ class PacmanEnv(gymnasium.Env):
         if self.render_mode == "human":
             self._window.show(self._frame)
         return None
+
+    def get_keys_to_action(self) -> dict[tuple[int, ...], int]:
+        """The project's key map for ``gymnasium.utils.play.play(env)``, which looks this method up."""
+        return keys_to_action()
 
     def close(self):
         self._window.close()

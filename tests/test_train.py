@@ -1,22 +1,30 @@
 """train.py end to end on a small recorded file with configs/tiny.yaml: a loadable checkpoint,
-resume after a kill, and clear errors for a run directory or data file that does not fit."""
+resume after a kill (bit for bit, also from a state of the earlier format), clear errors for a run
+directory or data file that does not fit, and cache or state files that would run code refused."""
 
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
+import envs
 import recorder
 import train
-from worldmodel.model import load
+from worldmodel.config import load_config
+from worldmodel.data import build_latent_cache
+from worldmodel.model import WorldModel, load
+from worldmodel.training import EMA_FILE, read_ema_state
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TINY = str(REPOSITORY / "configs" / "tiny.yaml")
@@ -260,3 +268,90 @@ def test_a_cooldown_lowers_the_learning_rate_to_zero_at_the_last_step_even_after
         torch.optim.SGD([weight], lr=1.0), SimpleNamespace(**{**vars(stage), "decay_steps": 0})
     )
     assert stepped(constant.optimizer, constant, 100)[-1] == pytest.approx(1.0)
+
+
+# ---- resuming bit for bit, and files that would run code ------------------------------------------------
+def test_a_resumed_run_trains_the_same_weights_as_an_uninterrupted_one(recorded_file, tmp_path):
+    def run(name, *steps):
+        base = [
+            "--config",
+            TINY,
+            "--data",
+            str(recorded_file),
+            "--out",
+            str(tmp_path / name),
+            "--stage",
+            "dit",
+        ]
+        for count in steps:
+            assert train.main([*base, f"train.dit.steps={count}", "train.dit.eval_every=100"]) == 0
+        return load(tmp_path / name / "checkpoint").denoiser.state_dict()
+
+    straight, resumed = run("straight", 4), run("resumed", 2, 4)  # the second run resumes at step 2
+    assert all(torch.equal(straight[name], resumed[name]) for name in straight)
+    assert (tmp_path / "resumed" / "state" / "dit" / "ema.safetensors").is_file()
+
+
+def test_a_state_saved_by_the_earlier_train_py_still_resumes(recorded_file, trained_run, tmp_path):
+    # Before the EMA had its own file, accelerate pickled it as custom_checkpoint_0.pkl.
+    runs = {}
+    for name in ("current", "earlier"):
+        runs[name] = tmp_path / name
+        shutil.copytree(trained_run, runs[name])
+    state = runs["earlier"] / "state" / "heads"
+    ema = read_ema_state(state / EMA_FILE, state)
+    torch.save(ema, state / "custom_checkpoint_0.pkl")
+    (state / EMA_FILE).unlink()
+    for run_dir in runs.values():
+        base = ["--config", TINY, "--data", str(recorded_file), "--out", str(run_dir), "--stage", "heads"]
+        assert train.main([*base, "train.heads.steps=6"]) == 0
+    assert not (state / "custom_checkpoint_0.pkl").exists() and (state / EMA_FILE).is_file()
+    current, earlier = (load(runs[name] / "checkpoint").heads.state_dict() for name in ("current", "earlier"))
+    assert all(torch.equal(current[name], earlier[name]) for name in current)
+
+
+class RunsCode:
+    """Unpickled, it creates ``marker``: a stand-in for a file planted to run code in the trainer."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("writer", ["pickle", "torch.save"])
+def test_a_crafted_latent_cache_is_refused_unrun_and_rebuilt(recorded_file, tmp_path, writer):
+    marker, cache_path = tmp_path / "ran", tmp_path / "latents.safetensors"
+    pickle.loads(pickle.dumps(RunsCode(marker)))
+    assert marker.exists()  # the payload does run when unpickled
+    marker.unlink()
+    if writer == "pickle":
+        cache_path.write_bytes(pickle.dumps({"key": RunsCode(marker)}))
+    else:
+        torch.save({"key": RunsCode(marker)}, cache_path)  # the old cache's format
+    vae = WorldModel.from_config(load_config(TINY), list(envs.ACTION_MEANINGS)).vae.eval()
+    with pytest.warns(UserWarning, match="not a latent cache.*nothing in it ran"):
+        built = build_latent_cache(vae, recorded_file, cache_path, show_progress=False)
+    assert not marker.exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        reused = build_latent_cache(vae, recorded_file, cache_path, show_progress=False)
+    for name, value in built.__dict__.items():
+        assert np.array_equal(np.asarray(value), np.asarray(getattr(reused, name))), name
+
+
+@pytest.mark.parametrize(
+    "planted", ["optimizer.bin", "random_states_0.pkl", "custom_checkpoint_0.pkl", "ema.safetensors"]
+)
+def test_a_crafted_training_state_file_is_refused_unrun(
+    recorded_file, trained_run, tmp_path, capsys, planted
+):
+    run_dir, marker = tmp_path / "run", tmp_path / "ran"
+    shutil.copytree(trained_run, run_dir)
+    torch.save({"state": RunsCode(marker)}, run_dir / "state" / "heads" / planted)
+    base = ["--config", TINY, "--data", str(recorded_file), "--out", str(run_dir), "--stage", "heads"]
+    assert train.main([*base, "train.heads.steps=6"]) == 2
+    error = capsys.readouterr().err
+    assert planted in error and "nothing in it ran" in error and "Delete" in error
+    assert not marker.exists()

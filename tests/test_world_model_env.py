@@ -1,5 +1,6 @@
-"""WorldModelEnv and WorldModelVectorEnv: the Gymnasium contract, reproducibility, autoreset and the
-errors a user can cause (bad actions, missing or foreign checkpoints, context files of another game)."""
+"""WorldModelEnv and WorldModelVectorEnv: the Gymnasium contract (make, make_vec, spec, standard
+wrappers), reproducibility, autoreset and the errors a user can cause (bad actions, missing or
+foreign checkpoints, context files of another game)."""
 
 import warnings
 
@@ -8,6 +9,14 @@ import numpy as np
 import pytest
 import stable_baselines3.common.env_checker
 from gymnasium.utils.env_checker import check_env
+from gymnasium.vector.utils import batch_space
+from gymnasium.wrappers import (
+    FrameStackObservation,
+    GrayscaleObservation,
+    RecordEpisodeStatistics,
+    RecordVideo,
+    ResizeObservation,
+)
 
 import envs
 import recorder
@@ -63,6 +72,101 @@ def test_registered_as_worldmodel_v0(tiny_checkpoint):
     assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
     env.step(0)
     assert env.step(0)[3] is True  # truncated after max_episode_steps
+    # One step limit, gymnasium's TimeLimit, as for Pacman-v0: the env keeps none of its own.
+    default = gymnasium.make("WorldModel-v0", checkpoint=tiny_checkpoint, sampling_steps=1)
+    assert default.spec.max_episode_steps == 1000 and default.unwrapped.max_episode_steps is None
+    # The spec carries the keywords, so gymnasium.make(spec) makes the same env again.
+    assert default.spec.kwargs == {"checkpoint": tiny_checkpoint, "sampling_steps": 1}
+    assert gymnasium.make(default.spec).unwrapped.sampling_steps == 1
+
+
+def test_make_vec_returns_the_batched_env(tiny_checkpoint):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # make_vec warns about a missing or malformed autoreset mode
+        vector_env = gymnasium.make_vec("WorldModel-v0", num_envs=4, checkpoint=tiny_checkpoint)
+    assert isinstance(vector_env, WorldModelVectorEnv) and vector_env.num_envs == 4
+    assert vector_env.max_episode_steps == 1000  # the registered limit
+    assert vector_env.metadata["autoreset_mode"] == gymnasium.vector.AutoresetMode.NEXT_STEP
+    single = gymnasium.make("WorldModel-v0", checkpoint=tiny_checkpoint)
+    assert vector_env.single_observation_space == single.observation_space
+    assert vector_env.single_action_space == single.action_space
+    assert vector_env.observation_space == batch_space(single.observation_space, 4)
+    assert vector_env.action_space == batch_space(single.action_space, 4)
+    observations, info = vector_env.reset(seed=0)
+    assert vector_env.observation_space.contains(observations) and isinstance(info, dict)
+    np.testing.assert_array_equal(vector_env.reset(seed=0)[0], observations)  # seeded resets repeat
+    assert not np.array_equal(vector_env.reset(seed=1)[0], observations)
+    observations, rewards, terminated, truncated, info = vector_env.step(vector_env.action_space.sample())
+    assert vector_env.observation_space.contains(observations)
+    assert rewards.shape == terminated.shape == truncated.shape == (4,)
+    assert terminated.dtype == truncated.dtype == np.bool_
+    assert vector_env.spec.id == "WorldModel-v0" and vector_env.spec.kwargs["checkpoint"] == tiny_checkpoint
+    again = gymnasium.make_vec(vector_env.spec)  # the spec makes the same batched env again
+    assert isinstance(again, WorldModelVectorEnv) and again.num_envs == 4
+    vector_env.close()
+
+
+def test_make_vec_plays_the_episodes_of_single_envs(tiny_checkpoint):
+    """The batched env against Gymnasium's SyncVectorEnv of single envs: same seeds, same episodes."""
+    num_envs, steps = 4, 7
+    actions = np.random.default_rng(1).integers(5, size=(steps, num_envs))
+    kwargs = {"num_envs": num_envs, "checkpoint": tiny_checkpoint, "max_episode_steps": 3}
+    batched = gymnasium.make_vec("WorldModel-v0", **kwargs)
+    separate = gymnasium.make_vec("WorldModel-v0", vectorization_mode="sync", **kwargs)
+    assert isinstance(separate, gymnasium.vector.SyncVectorEnv)
+    frames, expected = batched.reset(seed=20)[0], separate.reset(seed=20)[0]
+    assert np.abs(frames.astype(int) - expected.astype(int)).max() <= 2
+    ends = []
+    for step_actions in actions:
+        frames, rewards, terminated, truncated, _ = batched.step(step_actions)
+        expected, expected_rewards, expected_terminated, expected_truncated, _ = separate.step(step_actions)
+        assert np.abs(frames.astype(int) - expected.astype(int)).max() <= 2  # batched arithmetic rounds
+        np.testing.assert_allclose(rewards, expected_rewards, atol=1e-4)
+        np.testing.assert_array_equal(terminated, expected_terminated)
+        np.testing.assert_array_equal(truncated, expected_truncated)
+        ends.append(bool(truncated.all()))
+    # Three steps, the autoreset step, three steps: both vector envs ended and restarted every copy.
+    assert ends == [False, False, True, False, False, False, True]
+
+
+def test_standard_wrappers_work_on_the_learned_game(tiny_checkpoint):
+    env = gymnasium.make("WorldModel-v0", checkpoint=tiny_checkpoint, max_episode_steps=3)
+    env = RecordEpisodeStatistics(FrameStackObservation(GrayscaleObservation(env), stack_size=4))
+    observation, _ = env.reset(seed=0)
+    assert observation.shape == (4, 64, 64) and env.observation_space.contains(observation)
+    total = 0.0
+    for _ in range(3):
+        observation, reward, terminated, truncated, info = env.step(2)
+        total += reward
+    assert env.observation_space.contains(observation) and truncated
+    assert info["episode"]["l"] == 3 and info["episode"]["r"] == pytest.approx(total)
+    vector_env = gymnasium.wrappers.vector.RecordEpisodeStatistics(
+        gymnasium.make_vec("WorldModel-v0", num_envs=2, checkpoint=tiny_checkpoint, max_episode_steps=2)
+    )
+    vector_env.reset(seed=0)
+    vector_env.step([1, 2])
+    *_, info = vector_env.step([1, 2])
+    assert info["_episode"].all() and (info["episode"]["l"] == 2).all()
+
+
+def test_resize_wrapper_works_on_the_learned_game(tiny_checkpoint):
+    pytest.importorskip("cv2", reason="gymnasium's ResizeObservation needs opencv-python")
+    env = ResizeObservation(gymnasium.make("WorldModel-v0", checkpoint=tiny_checkpoint), (32, 32))
+    observation, _ = env.reset(seed=0)
+    assert observation.shape == (32, 32, 3) and env.observation_space.contains(env.step(1)[0])
+
+
+def test_video_recording_works_on_the_learned_game(tiny_checkpoint, tmp_path):
+    pytest.importorskip("moviepy", reason="gymnasium's RecordVideo needs moviepy")
+    env = gymnasium.make(
+        "WorldModel-v0", checkpoint=tiny_checkpoint, render_mode="rgb_array", max_episode_steps=3
+    )
+    env = RecordVideo(env, str(tmp_path), episode_trigger=lambda episode: True, disable_logger=True)
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(1)
+    env.close()
+    assert list(tmp_path.glob("*.mp4"))
 
 
 def test_step_returns_python_types_and_the_predicted_end(model):

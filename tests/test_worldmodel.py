@@ -273,6 +273,26 @@ def test_checkpoint_whose_weights_do_not_match_its_config_is_refused(tiny_model,
         load(tmp_path / "ckpt")
 
 
+class RunsCode:
+    """Unpickled, it creates ``marker``: a stand-in for a weights file planted to run code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickled_weights_file_in_place_of_a_part_is_never_loaded(tiny_model, tmp_path):
+    tiny_model.save(tmp_path / "ckpt")
+    part = tmp_path / "ckpt" / "heads"
+    (part / "diffusion_pytorch_model.safetensors").unlink()
+    torch.save({"weights": RunsCode(tmp_path / "ran")}, part / "diffusion_pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="'heads' part"):
+        load(tmp_path / "ckpt")
+    assert not (tmp_path / "ran").exists()
+
+
 def test_config_errors_name_the_problem(tmp_path):
     with pytest.raises(ConfigError, match="did you mean 'num_layers'"):
         load_config("configs/tiny.yaml", ["dit.num_layer=3"])

@@ -3,9 +3,16 @@ from past latents and actions, reward/end heads, and the Gymnasium environment b
 
 import gymnasium
 
-# Registered by entry-point string, so importing the package does not load torch models or pygame.
+# Registered by entry-point strings, so importing the package does not load torch models or pygame.
+# gymnasium.make applies the step limit as a TimeLimit wrapper, gymnasium.make_vec passes it to the
+# batched env as its max_episode_steps keyword; the envs themselves keep no limit unless given one.
 if "WorldModel-v0" not in gymnasium.registry:
-    gymnasium.register(id="WorldModel-v0", entry_point="worldmodel.env:WorldModelEnv")
+    gymnasium.register(
+        id="WorldModel-v0",
+        entry_point="worldmodel.env:WorldModelEnv",
+        vector_entry_point="worldmodel.vector_env:WorldModelVectorEnv",
+        max_episode_steps=1000,
+    )
 
 __all__ = ["WorldModelEnv", "WorldModelVectorEnv"]
 

@@ -4,17 +4,21 @@ and random windows of K history latents, the next latent and the K+1 actions aro
 from __future__ import annotations
 
 import hashlib
+import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import safetensors
+import safetensors.torch
 import torch
 from tqdm import tqdm
 
 import recorder
 from worldmodel.vae import encode_frames
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: safetensors, where 1 was a torch pickle
 
 
 @dataclass
@@ -93,9 +97,9 @@ def build_latent_cache(
     data_path, cache_path = Path(data_path), Path(cache_path)
     key = {"version": CACHE_VERSION, "data": file_fingerprint(data_path), "vae": module_fingerprint(vae)}
     if cache_path.is_file():
-        stored = torch.load(cache_path, weights_only=False)
-        if stored.get("key") == key:
-            return LatentCache(**stored["cache"])
+        cache = read_latent_cache(cache_path, key)
+        if cache is not None:
+            return cache
     with recorder.load(data_path) as trajectories:
         latents, actions, rewards, terminated, length = [], [], [], [], []
         for index in tqdm(
@@ -109,7 +113,9 @@ def build_latent_cache(
             length.append(len(episode.actions))
     length = np.asarray(length, dtype=np.int64)
     cache = LatentCache(
-        latents=torch.cat(latents),
+        # Contiguous, as read back from the file: the autoencoder's output is channels-last, and the
+        # loss's randn_like(target) fills memory in order, so a resumed run must see the same layout.
+        latents=torch.cat(latents).contiguous(),
         actions=torch.cat(actions),
         rewards=torch.cat(rewards),
         terminated=torch.cat(terminated),
@@ -117,8 +123,36 @@ def build_latent_cache(
         step_start=np.concatenate([[0], np.cumsum(length)[:-1]]).astype(np.int64),
         length=length,
     )
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache_path.with_suffix(".tmp")
-    torch.save({"key": key, "cache": cache.__dict__}, temporary)
-    temporary.replace(cache_path)  # a kill mid-save never leaves a half-written cache behind
+    write_latent_cache(cache, cache_path, key)
     return cache
+
+
+# The cache holds arrays only (safetensors): reading it cannot run code, whoever wrote the file.
+def write_latent_cache(cache: LatentCache, path: Path, key: dict) -> None:
+    arrays = {
+        name: torch.from_numpy(value) if isinstance(value, np.ndarray) else value.contiguous()
+        for name, value in cache.__dict__.items()
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    safetensors.torch.save_file(arrays, temporary, metadata={"key": json.dumps(key)})
+    temporary.replace(path)  # a kill mid-save never leaves a half-written cache behind
+
+
+def read_latent_cache(path: Path, key: dict) -> LatentCache | None:
+    """The cache at ``path`` if it was made with ``key``; None (to rebuild it) if not, with a warning
+    when the file is not a latent cache at all. Nothing in the file is executed."""
+    try:
+        with safetensors.safe_open(path, "pt") as stored:
+            if json.loads((stored.metadata() or {}).get("key", "null")) != key:
+                return None  # made from another file or autoencoder: rebuilt silently, as expected
+            arrays = {name: stored.get_tensor(name) for name in stored.keys()}  # noqa: SIM118 - not iterable
+        numpy_fields = ("frame_start", "step_start", "length")
+        return LatentCache(**{n: arrays[n].numpy() if n in numpy_fields else arrays[n] for n in arrays})
+    except (safetensors.SafetensorError, OSError, ValueError, TypeError, KeyError) as error:
+        warnings.warn(
+            f"{path} is not a latent cache this version wrote ({type(error).__name__}: {error}); it was "
+            "not loaded and nothing in it ran. Rebuilding it from the recording in its place",
+            stacklevel=2,
+        )
+        return None

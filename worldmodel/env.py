@@ -218,7 +218,8 @@ class WorldModelEnv(SamplingSettings, gymnasium.Env):
 
     ``context`` is "real" (start from the real game) or the path of a recorded trajectory file.
     ``sampling_steps``, ``guidance_scale`` and ``context_noise`` default to the checkpoint's and may be
-    changed between steps.
+    changed between steps. ``max_episode_steps`` truncates episodes; None (the default) sets no limit
+    here, as ``gymnasium.make("WorldModel-v0")`` adds its TimeLimit of 1000 steps.
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 10}
@@ -227,7 +228,7 @@ class WorldModelEnv(SamplingSettings, gymnasium.Env):
         self,
         checkpoint: str | Path | WorldModel | None = None,
         context: str | Path = "real",
-        max_episode_steps: int = 1000,
+        max_episode_steps: int | None = None,
         sampling_steps: int | None = None,
         guidance_scale: float | None = None,
         context_noise: float | None = None,
@@ -246,7 +247,7 @@ class WorldModelEnv(SamplingSettings, gymnasium.Env):
         self.observation_space = spaces.Box(0, 255, (size, size, 3), np.uint8)
         self.action_space = spaces.Discrete(self.settings.num_actions)
         self.action_meanings = tuple(self.settings.action_meanings)
-        self.max_episode_steps = int(max_episode_steps)
+        self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
         # Predicted end probability above which an episode ends; the checkpoint's choice by default.
         self.end_threshold = self.model.end_threshold if end_threshold is None else float(end_threshold)
         defaults = self.settings.sampler
@@ -281,7 +282,7 @@ class WorldModelEnv(SamplingSettings, gymnasium.Env):
         self._step_count += 1
         end_probability = float(end_probability[0])
         terminated = end_probability > self.end_threshold
-        truncated = self._step_count >= self.max_episode_steps
+        truncated = self.max_episode_steps is not None and self._step_count >= self.max_episode_steps
         if self.render_mode == "human":
             self.render()
         info = {"predicted_end_probability": end_probability, "step": self._step_count}

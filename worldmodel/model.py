@@ -262,7 +262,8 @@ def _load_part(path: Path, name: str, part_cls):
             f"checkpoint {path} is missing its '{name}' part ({part_dir}); it is incomplete"
         )
     try:
-        return part_cls.from_pretrained(part_dir)
+        # Weights are saved as safetensors; never fall back to a pickled .bin found in their place.
+        return part_cls.from_pretrained(part_dir, use_safetensors=True)
     except (OSError, ValueError, RuntimeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(

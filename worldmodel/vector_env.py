@@ -25,7 +25,12 @@ from worldmodel.model import WorldModel
 
 class WorldModelVectorEnv(SamplingSettings, VectorEnv):
     """``num_envs`` learned games with next-step autoreset: the step after an episode ends resets that
-    copy (its action is ignored, reward 0, flags False) and returns the new episode's first frame."""
+    copy (its action is ignored, reward 0, flags False) and returns the new episode's first frame.
+
+    ``gymnasium.make_vec("WorldModel-v0", num_envs=N, ...)`` builds it with the keywords of
+    ``WorldModelEnv`` and the registered ``max_episode_steps`` of 1000; made directly, as the single
+    env, it sets no step limit unless given one.
+    """
 
     metadata = {
         "render_modes": ["rgb_array"],
@@ -38,7 +43,7 @@ class WorldModelVectorEnv(SamplingSettings, VectorEnv):
         num_envs: int,
         checkpoint: str | Path | WorldModel | None = None,
         context: str | Path = "real",
-        max_episode_steps: int = 1000,
+        max_episode_steps: int | None = None,
         sampling_steps: int | None = None,
         guidance_scale: float | None = None,
         context_noise: float | None = None,
@@ -62,7 +67,7 @@ class WorldModelVectorEnv(SamplingSettings, VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.action_meanings = tuple(self.settings.action_meanings)
-        self.max_episode_steps = int(max_episode_steps)
+        self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
         self.end_threshold = self.model.end_threshold if end_threshold is None else float(end_threshold)
         defaults = self.settings.sampler
         self.sampling_steps = defaults.sampling_steps if sampling_steps is None else int(sampling_steps)
@@ -132,7 +137,8 @@ class WorldModelVectorEnv(SamplingSettings, VectorEnv):
             end_probability[stepping] = step_ends
             self._step_counts[stepping] += 1
             terminated[stepping] = step_ends > self.end_threshold
-            truncated[stepping] = self._step_counts[stepping] >= self.max_episode_steps
+            if self.max_episode_steps is not None:
+                truncated[stepping] = self._step_counts[stepping] >= self.max_episode_steps
         if resetting.any():
             self._start(np.flatnonzero(resetting))
         self._needs_reset = terminated | truncated
