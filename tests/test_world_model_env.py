@@ -150,23 +150,23 @@ def test_standard_wrappers_work_on_the_learned_game(tiny_checkpoint):
 
 
 def test_resize_wrapper_works_on_the_learned_game(tiny_checkpoint):
-    pytest.importorskip("cv2", reason="gymnasium's ResizeObservation needs opencv-python")
     env = ResizeObservation(gymnasium.make("WorldModel-v0", checkpoint=tiny_checkpoint), (32, 32))
     observation, _ = env.reset(seed=0)
     assert observation.shape == (32, 32, 3) and env.observation_space.contains(env.step(1)[0])
 
 
 def test_video_recording_works_on_the_learned_game(tiny_checkpoint, tmp_path):
-    pytest.importorskip("moviepy", reason="gymnasium's RecordVideo needs moviepy")
     env = gymnasium.make(
         "WorldModel-v0", checkpoint=tiny_checkpoint, render_mode="rgb_array", max_episode_steps=3
     )
-    env = RecordVideo(env, str(tmp_path), episode_trigger=lambda episode: True, disable_logger=True)
+    env = RecordVideo(
+        env, str(tmp_path / "videos"), episode_trigger=lambda episode: True, disable_logger=True
+    )
     env.reset(seed=0)
     for _ in range(3):
         env.step(1)
     env.close()
-    assert list(tmp_path.glob("*.mp4"))
+    assert list((tmp_path / "videos").glob("*.mp4"))
 
 
 def test_step_returns_python_types_and_the_predicted_end(model):
