@@ -306,3 +306,16 @@ def test_reset_info_brings_the_real_game_to_the_learned_games_start(model, tmp_p
             info["real_game_actions"][-1] if len(info["real_game_actions"]) else 0
         )
     env.close()
+
+
+def test_the_batched_env_says_how_to_reach_each_copys_start_in_the_real_game(model):
+    batched = WorldModelVectorEnv(3, model)
+    observations, info = batched.reset(seed=4)
+    assert info["_real_game_seed"].all()
+    for index in range(3):
+        game = gymnasium.make("Pacman-v0")
+        frame, _ = game.reset(seed=info["real_game_seed"][index])
+        for action in info["real_game_actions"][index]:
+            frame, *_ = game.step(int(action))
+        np.testing.assert_array_equal(frame, observations[index])
+    batched.close()

@@ -19,6 +19,7 @@ from worldmodel.env import (
     begin_episode,
     load_world_model,
     make_context_source,
+    real_game_start,
 )
 from worldmodel.model import WorldModel
 
@@ -105,7 +106,15 @@ class WorldModelVectorEnv(SamplingSettings, VectorEnv):
                 self.env_rngs[index] = seeding.np_random(seed[index])[0]
         self._start(indices)
         self._started = True
-        return self._observations.copy(), {"step": self._step_counts.copy(), "_step": mask}
+        # As the single env's reset info: how to bring the real game to each copy's start.
+        starts = [real_game_start(context) if context is not None else {} for context in self.contexts]
+        real_seeds = np.array([start.get("real_game_seed") for start in starts], dtype=object)
+        real_actions = np.empty(self.num_envs, dtype=object)
+        real_actions[:] = [start.get("real_game_actions") for start in starts]
+        info = {"step": self._step_counts.copy(), "_step": mask}
+        info |= {"real_game_seed": real_seeds, "_real_game_seed": mask}
+        info |= {"real_game_actions": real_actions, "_real_game_actions": mask}
+        return self._observations.copy(), info
 
     def _start(self, indices: np.ndarray) -> None:
         episodes = [begin_episode(self.context_source, self.env_rngs[i]) for i in indices]
