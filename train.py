@@ -2,7 +2,7 @@
 denoiser (dit) and the reward/end heads (heads), or all three in order. Killed at any point, it resumes.
 
     python train.py --config configs/pacman-64.yaml --data data/pacman.h5 --out runs/pacman-64
-    accelerate launch train.py ...        # one or many GPUs, same script
+    accelerate launch --multi_gpu --num_processes 2 train.py ...   # two processes: GPUs, or CPUs with no GPU
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
 from diffusers.training_utils import EMAModel
 from tqdm import tqdm
 
@@ -30,9 +29,13 @@ from worldmodel.samples import dit_samples, heads_metrics, vae_samples
 from worldmodel.training import (
     RunMismatchError,
     check_run_config,
+    keep_gradient_layout,
+    launch_problem,
     learning_rate_schedule,
     load_training_state,
+    make_accelerator,
     model_differences,
+    record_first_windows,
     save_training_state,
 )
 from worldmodel.vae import frames_to_tensor, measure_scaling_factor, reconstruction_loss
@@ -65,17 +68,22 @@ def random_rows(rows: np.ndarray, batch_size: int, batch_seed: int) -> np.ndarra
 
 
 def batch_seed(seed: int, step: int, accelerator) -> int:
-    """Distinct per step and per process, identical across a resume."""
+    """Distinct per step and per process (so each process trains on its own windows), identical across
+    a resume; on one process, seed * 1_000_003 + step."""
     return seed * 1_000_003 + step * accelerator.num_processes + accelerator.process_index
 
 
 def train_stage(name, module, batch_loss, evaluate, stage, run_dir, accelerator, seed):
     """The loop shared by every stage: AdamW with warmup and an optional cooldown, EMA, accumulation,
-    periodic saves and evaluations."""
+    periodic saves and evaluations. ``batch_loss(module, draw)`` returns the loss and the (B, 2)
+    (episode, frame) windows it was computed on. On N processes each draws its own batch and
+    accelerate's DDP averages the gradients, so a step sees N batches."""
     optimizer = torch.optim.AdamW(
         module.parameters(), lr=stage.learning_rate, weight_decay=stage.weight_decay
     )
     schedule = learning_rate_schedule(optimizer, stage)
+    if accelerator.num_processes > 1:
+        keep_gradient_layout(module)
     module, optimizer, schedule = accelerator.prepare(module, optimizer, schedule)
     ema = EMAModel(accelerator.unwrap_model(module).parameters(), decay=stage.ema_decay)
     accelerator.register_for_checkpointing(ema)
@@ -112,9 +120,13 @@ def train_stage(name, module, batch_loss, evaluate, stage, run_dir, accelerator,
 
     bar = tqdm(total=stage.steps, initial=step, desc=f"train {name}", disable=not accelerator.is_main_process)
     module.train()
+    first_step = True
     while step < stage.steps and not (stage.max_minutes and elapsed() > stage.max_minutes * 60):
         with accelerator.accumulate(module):
-            loss = batch_loss(module, batch_seed(seed, step, accelerator))
+            loss, windows = batch_loss(module, batch_seed(seed, step, accelerator))
+            if first_step and accelerator.num_processes > 1:
+                record_first_windows(accelerator, run_dir / f"{name}_first_windows.json", windows)
+            first_step = False
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(module.parameters(), 1.0)
@@ -172,7 +184,8 @@ def run_vae_stage(model, config, stage, data_path, run_dir, train_ids, held_out_
             batches = iter(loader)
             batch = next(batches)
         pixels = frames_to_tensor(batch["frames"][:, 0])  # (B, 3, H, W)
-        return reconstruction_loss(vae(pixels).sample, pixels)
+        windows = torch.stack([batch["episode"], batch["frame_index"]], dim=1).cpu().numpy()
+        return reconstruction_loss(vae(pixels).sample, pixels), windows
 
     evaluate = vae_samples(data_path, held_out_ids, run_dir)
     vae, steps, seconds = train_stage(
@@ -187,9 +200,10 @@ def run_vae_stage(model, config, stage, data_path, run_dir, train_ids, held_out_
 
 def latent_cache(model, data_path, run_dir, accelerator):
     model.vae.eval()
-    return build_latent_cache(
-        model.vae, data_path, run_dir / "latents.pt", show_progress=accelerator.is_main_process
-    )
+    with accelerator.main_process_first():  # one process encodes and writes the cache; the others read it
+        return build_latent_cache(
+            model.vae, data_path, run_dir / "latents.pt", show_progress=accelerator.is_main_process
+        )
 
 
 def run_dit_stage(model, config, stage, data_path, run_dir, train_ids, held_out_ids, accelerator):
@@ -198,12 +212,12 @@ def run_dit_stage(model, config, stage, data_path, run_dir, train_ids, held_out_
     device = accelerator.device
 
     def dit_loss(denoiser, draw):
-        history, target, actions = cache.history_batch(
-            random_rows(rows, stage.batch_size, draw), config.history_length, config.actions_seen
-        )
-        return flow_matching_loss(
+        windows = random_rows(rows, stage.batch_size, draw)
+        history, target, actions = cache.history_batch(windows, config.history_length, config.actions_seen)
+        loss = flow_matching_loss(
             denoiser, target.to(device), history.to(device), actions.to(device), config.flow
         )
+        return loss, windows
 
     evaluate = dit_samples(model, cache, data_path, held_out_ids, run_dir)
     model.denoiser, steps, seconds = train_stage(
@@ -217,8 +231,9 @@ def run_heads_stage(model, config, stage, data_path, run_dir, train_ids, held_ou
     rows = cache.transitions(train_ids)
 
     def head_loss(heads, draw):
-        batch = cache.transition_batch(random_rows(rows, stage.batch_size, draw))
-        return heads_loss(heads, *(part.to(accelerator.device) for part in batch))
+        windows = random_rows(rows, stage.batch_size, draw)
+        batch = cache.transition_batch(windows)
+        return heads_loss(heads, *(part.to(accelerator.device) for part in batch)), windows
 
     evaluate = heads_metrics(cache, held_out_ids)
     model.heads, steps, seconds = train_stage(
@@ -288,9 +303,15 @@ def main(argv=None) -> int:
     mixed = config.train.mixed_precision
     if mixed == "auto":
         mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    accelerator = Accelerator(
-        mixed_precision=mixed, log_with="tensorboard", project_dir=str(run_dir), gradient_accumulation_steps=1
-    )
+    accelerator = make_accelerator(mixed, run_dir)
+    if problem := launch_problem(accelerator):
+        print(f"train.py: error: {problem}", file=sys.stderr)
+        return 2
+    if accelerator.is_main_process:
+        print(
+            f"train.py: {accelerator.num_processes} process(es) ({accelerator.distributed_type.value}), "
+            f"device {accelerator.device}, mixed precision {accelerator.mixed_precision}"
+        )
     accelerator.init_trackers("logs")
     torch.manual_seed(config.train.seed + accelerator.process_index)
     train_ids, held_out_ids = recorder.split_episodes(
@@ -323,6 +344,7 @@ def main(argv=None) -> int:
             "data": str(data_path),
             "train_episodes": len(train_ids),
             "device": str(accelerator.device),
+            "processes": accelerator.num_processes,  # each drew its own batch of stage.batch_size a step
         }
         if accelerator.is_main_process:
             model.save(checkpoint_dir)
