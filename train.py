@@ -8,37 +8,7 @@ denoiser (dit) and the reward/end heads (heads), or all three in order. Killed a
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
-import time
-from pathlib import Path
-
-import numpy as np
-import torch
-from diffusers.training_utils import EMAModel
-from tqdm import tqdm
-
-import recorder
-from worldmodel.config import ConfigError, config_from_dict, load_config
-from worldmodel.data import build_latent_cache
-from worldmodel.dit import Denoiser, with_more_inputs
-from worldmodel.flow import flow_matching_loss
-from worldmodel.heads import heads_loss
-from worldmodel.model import CheckpointError, SamplerDefaults, WorldModel
-from worldmodel.samples import dit_samples, heads_metrics, vae_samples
-from worldmodel.training import (
-    RunMismatchError,
-    check_run_config,
-    keep_gradient_layout,
-    launch_problem,
-    learning_rate_schedule,
-    load_training_state,
-    make_accelerator,
-    model_differences,
-    record_first_windows,
-    save_training_state,
-)
-from worldmodel.vae import frames_to_tensor, measure_scaling_factor, reconstruction_loss
 
 STAGES = ("vae", "dit", "heads")
 
@@ -59,6 +29,40 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("overrides", nargs="*", help="config overrides such as train.dit.steps=200")
     return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    parse_args()  # --help and argument errors answer at once, before torch and diffusers load (seconds)
+
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers.training_utils import EMAModel
+from tqdm import tqdm
+
+import recorder
+from worldmodel.config import ConfigError, load_config
+from worldmodel.data import build_latent_cache
+from worldmodel.flow import flow_matching_loss
+from worldmodel.heads import heads_loss
+from worldmodel.model import CheckpointError, SamplerDefaults, WorldModel
+from worldmodel.samples import dit_samples, heads_metrics, vae_samples
+from worldmodel.training import (
+    RunMismatchError,
+    check_run_config,
+    initial_model,
+    keep_gradient_layout,
+    launch_problem,
+    learning_rate_schedule,
+    load_training_state,
+    make_accelerator,
+    record_first_windows,
+    save_training_state,
+)
+from worldmodel.vae import frames_to_tensor, measure_scaling_factor, reconstruction_loss
 
 
 def random_rows(rows: np.ndarray, batch_size: int, batch_seed: int) -> np.ndarray:
@@ -240,37 +244,6 @@ def run_heads_stage(model, config, stage, data_path, run_dir, train_ids, held_ou
         "heads", model.heads, head_loss, evaluate, stage, run_dir, accelerator, config.train.seed
     )
     return steps, seconds
-
-
-def initial_model(path: str, config, action_meanings: list[str]) -> WorldModel:
-    """A trained checkpoint to continue from under ``config``, its denoiser widened for action planes
-    when the config adds them and padded as the config's ``dit.wrap_edges`` says."""
-    model = WorldModel.load(path)
-    trained = config_from_dict(model.settings.config)
-    # The differences the trained weights can take: planes the denoiser lacks, added by widening it,
-    # and the convolutions' padding, which is no weight.
-    trained.dit.action_planes = config.dit.action_planes or model.denoiser.action_planes
-    trained.dit.wrap_edges = config.dit.wrap_edges
-    differences = model_differences(trained, config)
-    if differences or model.settings.action_meanings != action_meanings:
-        raise ConfigError(
-            f"--init-from {path} was trained with another model config (different: "
-            f"{', '.join(differences) or 'actions'}); only dit.action_planes may be added and "
-            "dit.wrap_edges changed"
-        )
-    # The new run's stage records replace the source's; keep those, and what the source itself was
-    # initialised from, as the weights' history.
-    source = model.settings.training
-    model.settings.training["initialised_from"] = {
-        "checkpoint": str(path),
-        "stages": dict(source.get("stages", {})),
-        **({"initialised_from": source["initialised_from"]} if "initialised_from" in source else {}),
-    }
-    transformer = model.denoiser.transformer
-    if config.dit.action_planes and not model.denoiser.action_planes:
-        transformer = with_more_inputs(transformer, model.settings.num_actions)
-    model.denoiser = Denoiser(transformer, model.denoiser.conditioner, config.dit.wrap_edges)
-    return model
 
 
 STAGE_RUNNERS = {"vae": run_vae_stage, "dit": run_dit_stage, "heads": run_heads_stage}

@@ -1,6 +1,7 @@
 """What starting a part of the project costs a user: no audio and nothing on stderr from the
-learned game."""
+learned game, and neither torch nor diffusers where a command does not need them."""
 
+import json
 import os
 import subprocess
 import sys
@@ -31,3 +32,16 @@ print("audio initialised:", pygame.mixer.get_init() is not None)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert "audio initialised: False" in result.stdout
+
+
+def test_the_real_games_and_the_recorder_import_neither_torch_nor_diffusers():
+    code = """
+import json, sys
+import envs, recorder, recorder.__main__, recorder.export_minari
+game = envs.make_env("Pacman-v0")
+game.reset(seed=0)
+print(json.dumps(sorted(name for name in ("torch", "diffusers", "accelerate") if name in sys.modules)))
+"""
+    result = run_python(code, SDL_VIDEODRIVER="dummy")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == []

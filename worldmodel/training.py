@@ -1,5 +1,6 @@
 """The pieces of train.py that are not the loop itself: resumable state kept safe from kills,
-the run directory's config guard, the learning-rate schedule, and the processes training runs on."""
+the run directory's config guard, the model a run starts from, the learning-rate schedule, and the
+processes training runs on."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import yaml
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
-from worldmodel.config import WorldModelConfig, load_config
+from worldmodel.config import ConfigError, WorldModelConfig, config_from_dict, load_config
+from worldmodel.dit import Denoiser, with_more_inputs
+from worldmodel.model import WorldModel
 
 # Sections whose change makes earlier weights meaningless; the train/flow sampling settings may change freely.
 MODEL_SECTIONS = ("env_id", "frame_size", "history_length", "vae", "dit", "heads")
@@ -47,6 +50,37 @@ def model_differences(trained: WorldModelConfig, wanted: WorldModelConfig) -> li
     """The MODEL_SECTIONS in which two configs differ: where weights of one do not fit the other."""
     trained_dict, wanted_dict = plain(trained.to_dict()), plain(wanted.to_dict())
     return [key for key in MODEL_SECTIONS if trained_dict[key] != wanted_dict[key]]
+
+
+def initial_model(path: str, config, action_meanings: list[str]) -> WorldModel:
+    """A trained checkpoint to continue from under ``config``, its denoiser widened for action planes
+    when the config adds them and padded as the config's ``dit.wrap_edges`` says."""
+    model = WorldModel.load(path)
+    trained = config_from_dict(model.settings.config)
+    # The differences the trained weights can take: planes the denoiser lacks, added by widening it,
+    # and the convolutions' padding, which is no weight.
+    trained.dit.action_planes = config.dit.action_planes or model.denoiser.action_planes
+    trained.dit.wrap_edges = config.dit.wrap_edges
+    differences = model_differences(trained, config)
+    if differences or model.settings.action_meanings != action_meanings:
+        raise ConfigError(
+            f"--init-from {path} was trained with another model config (different: "
+            f"{', '.join(differences) or 'actions'}); only dit.action_planes may be added and "
+            "dit.wrap_edges changed"
+        )
+    # The new run's stage records replace the source's; keep those, and what the source itself was
+    # initialised from, as the weights' history.
+    source = model.settings.training
+    model.settings.training["initialised_from"] = {
+        "checkpoint": str(path),
+        "stages": dict(source.get("stages", {})),
+        **({"initialised_from": source["initialised_from"]} if "initialised_from" in source else {}),
+    }
+    transformer = model.denoiser.transformer
+    if config.dit.action_planes and not model.denoiser.action_planes:
+        transformer = with_more_inputs(transformer, model.settings.num_actions)
+    model.denoiser = Denoiser(transformer, model.denoiser.conditioner, config.dit.wrap_edges)
+    return model
 
 
 def plain(value):
