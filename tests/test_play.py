@@ -68,6 +68,14 @@ def test_unsupported_recording_format_is_refused(capsys):
     assert ".gif or .mp4" in capsys.readouterr().err
 
 
+def test_mp4_without_imageio_ffmpeg_names_the_video_extra(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if it were not installed
+    assert play.main(["--headless", "--record", str(tmp_path / "out.mp4")]) == 2
+    error = capsys.readouterr().err
+    assert 'pip install -e ".[video]"' in error and "out.mp4" in error and "Traceback" not in error
+    assert not (tmp_path / "out.mp4").exists()
+
+
 def test_window_loop_runs_under_the_dummy_driver(tiny_checkpoint, monkeypatch, capsys):
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
     assert play.main(["--checkpoint", str(tiny_checkpoint), "--steps", "3", "--fps", "1000"]) == 0

@@ -95,8 +95,8 @@ def recording_problem(path: Path) -> str | None:
         return f"--record {path}: the file must end in .gif or .mp4"
     if suffix == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
         return (
-            f"--record {path}: MP4 needs imageio's ffmpeg plugin (pip install imageio-ffmpeg); "
-            "record a .gif instead"
+            f"--record {path}: MP4 needs imageio-ffmpeg, which is not installed; install the video "
+            'extra (pip install -e ".[video]") or record a .gif instead'
         )
     return None
 
