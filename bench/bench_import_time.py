@@ -32,14 +32,15 @@ COMMANDS = {
 PROBE = """
 import json, runpy, sys
 arguments = json.loads(sys.argv[1])
-sys.argv = arguments[1:] if arguments[0] != "-c" else ["-c"]
 try:
     if arguments[0] == "-c":
+        sys.argv = ["-c"]
         exec(arguments[1])
     elif arguments[0] == "-m":
-        sys.argv = arguments[1:]
+        sys.argv = arguments[1:]  # the module's name stands where its path will be
         runpy.run_module(arguments[1], run_name="__main__", alter_sys=True)
     else:
+        sys.argv = arguments
         runpy.run_path(arguments[0], run_name="__main__")
 except SystemExit:
     pass
@@ -58,7 +59,12 @@ def seconds_to_start(checkout: Path, arguments: list[str], runs: int) -> list[fl
     for run in range(runs + 1):  # the first run writes the bytecode caches and is not counted
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, *arguments], cwd=checkout, env=environment(), capture_output=True, check=True
+            [sys.executable, *arguments],
+            cwd=checkout,
+            env=environment(),
+            capture_output=True,
+            check=True,
+            timeout=300,
         )
         if run:
             times.append(time.perf_counter() - started)
@@ -73,6 +79,7 @@ def heavy_modules(checkout: Path, arguments: list[str]) -> list[str]:
         capture_output=True,
         text=True,
         check=True,
+        timeout=300,
     )
     return json.loads(result.stdout.splitlines()[-1])
 
@@ -109,7 +116,7 @@ def main() -> None:
         "# Start-up time of each command",
         "",
         f"Command: `python bench/bench_import_time.py --runs {args.runs}"
-        + (f" --compare {args.compare}`" if args.compare else "`")
+        + (f" --compare {args.compare} --compare-label '{args.compare_label}'`" if args.compare else "`")
         + "  ",
         f"Machine: {platform.machine()}, {platform.system()} {platform.release()}, Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs shared with other work  ",
