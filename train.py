@@ -59,6 +59,7 @@ from worldmodel.training import (
     learning_rate_schedule,
     load_training_state,
     make_accelerator,
+    on_every_process,
     record_first_windows,
     save_training_state,
 )
@@ -102,6 +103,11 @@ def train_stage(name, module, batch_loss, evaluate, stage, run_dir, accelerator,
     def elapsed() -> float:
         return time.monotonic() - started
 
+    def out_of_time() -> bool:
+        # The main process's clock decides for all: a process that stopped alone would leave the
+        # others waiting forever in DDP's gradient all-reduce.
+        return bool(stage.max_minutes) and on_every_process(accelerator, elapsed() > stage.max_minutes * 60)
+
     def save() -> None:
         save_training_state(accelerator, state_dir, {"step": step, "elapsed": elapsed()})
 
@@ -125,7 +131,7 @@ def train_stage(name, module, batch_loss, evaluate, stage, run_dir, accelerator,
     bar = tqdm(total=stage.steps, initial=step, desc=f"train {name}", disable=not accelerator.is_main_process)
     module.train()
     first_step = True
-    while step < stage.steps and not (stage.max_minutes and elapsed() > stage.max_minutes * 60):
+    while step < stage.steps and not out_of_time():
         with accelerator.accumulate(module):
             loss, windows = batch_loss(module, batch_seed(seed, step, accelerator))
             if first_step and accelerator.num_processes > 1:

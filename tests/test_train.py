@@ -208,12 +208,16 @@ def launch(*arguments: str, timeout: float = 240) -> subprocess.CompletedProcess
 def test_two_processes_launched_as_the_readme_says_split_the_data(recorded_file, tmp_path):
     run_dir = tmp_path / "run"
     arguments = ["--config", TINY, "--data", str(recorded_file), "--out", str(run_dir)]
+    # The heads stage stops on its time limit, which all processes must reach at the same step.
+    arguments += ["train.heads.steps=100000", "train.heads.max_minutes=0.01"]
+    arguments += ["train.heads.save_every=100000", "train.heads.eval_every=100000"]
     # --main_process_port 0: a free port, so that runs side by side do not meet on the default one
     result = launch("--multi_gpu", "--num_processes", "2", "--main_process_port", "0", "train.py", *arguments)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "train.py: 2 process(es) (MULTI_CPU)" in result.stdout
     assert "Grad strides do not match" not in result.stderr
     model = load(run_dir / "checkpoint")
+    assert 0 < model.settings.training["stages"]["heads"]["steps"] < 100000
     for stage in ("vae", "dit", "heads"):
         assert model.settings.training["stages"][stage]["processes"] == 2
         record = json.loads((run_dir / f"{stage}_first_windows.json").read_text())

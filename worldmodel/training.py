@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import yaml
 from accelerate import Accelerator
-from accelerate.utils import gather_object
+from accelerate.utils import broadcast_object_list, gather_object
 
 from worldmodel.config import ConfigError, WorldModelConfig, config_from_dict, load_config
 from worldmodel.dit import Denoiser, with_more_inputs
@@ -201,6 +201,13 @@ def in_layout_of(parameter: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     return torch.empty_strided(grad.shape, parameter.stride(), dtype=grad.dtype, device=grad.device).copy_(
         grad
     )
+
+
+def on_every_process(accelerator: Accelerator, decision: bool) -> bool:
+    """The main process's ``decision``, on every process: for what all of them must decide alike."""
+    if accelerator.num_processes == 1:
+        return decision
+    return bool(broadcast_object_list([decision], from_process=0)[0])
 
 
 def record_first_windows(accelerator: Accelerator, path: Path, windows: np.ndarray) -> None:
