@@ -198,9 +198,8 @@ def keep_gradient_layout(module: torch.nn.Module) -> None:
 def in_layout_of(parameter: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     if grad.stride() == parameter.stride():
         return grad
-    return torch.empty_strided(grad.shape, parameter.stride(), dtype=grad.dtype, device=grad.device).copy_(
-        grad
-    )
+    in_layout = torch.empty_strided(grad.shape, parameter.stride(), dtype=grad.dtype, device=grad.device)
+    return in_layout.copy_(grad)
 
 
 def on_every_process(accelerator: Accelerator, decision: bool) -> bool:
