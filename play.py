@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 
 import envs
-from worldmodel.play_ui import Recorder, Screen, display_problem, pygame, recording_problem
+from worldmodel.play_ui import (
+    Recorder,
+    Screen,
+    display_problem,
+    pygame,
+    recording_problem,
+    usable_screen_size,
+)
 
 HEADLESS_STEPS = 200  # --headless without --steps
 
@@ -26,7 +33,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--context", default="real", help="'real' (start from the real game) or a recorded .h5 file"
     )
     parser.add_argument(
-        "--scale", type=int, default=8, help="upscaling of the 64x64 frames (nearest neighbour)"
+        "--scale",
+        type=int,
+        default=8,
+        help="upscaling of the 64x64 frames (nearest neighbour); "
+        "a window is drawn smaller where the screen needs it",
     )
     parser.add_argument(
         "--steps", type=int, default=None, help="stop after this many steps (default: until Q)"
@@ -111,6 +122,10 @@ class Session:
             lines.append("episode over")
         return lines
 
+    def status_line(self) -> list[str]:
+        """What a headless recording shows under the game: no keys are read, so no help, and no FPS."""
+        return [f"step {self.steps}", f"score {self.score:.0f}", *(["episode over"] if self.ended else [])]
+
 
 def scripted_player(policy: str, env, seed: int | None):
     if policy == "explore" and env.settings.env_id == "Pacman-v0":
@@ -142,14 +157,19 @@ def handle_key(key: int, session: Session, state: dict) -> None:
 
 def play(args: argparse.Namespace, env) -> None:
     session = Session(env, args.seed)
+    if not args.headless:
+        pygame.display.init()
     screen = Screen(
-        env.settings.frame_size, args.scale, reserve_real_slot=bool(args.record and not args.headless)
+        env.settings.frame_size,
+        args.scale,
+        reserve_real_slot=bool(args.record and not args.headless),
+        fit_within=None if args.headless else usable_screen_size(),
+        headless=args.headless,
     )
     recorder = Recorder(args.record, args.fps) if args.record else None
     player = scripted_player(args.policy, env, args.seed) if args.headless else None
     window, clock = None, pygame.time.Clock()
     if not args.headless:
-        pygame.display.init()
         pygame.display.set_caption("Pacman - world model")
         window = pygame.display.set_mode(screen.size(False))
     state = {"running": True, "paused": False, "step_once": False, "resized": False}
@@ -166,7 +186,8 @@ def play(args: argparse.Namespace, env) -> None:
                         held_keys.append(event.key)
                 elif event.type == pygame.KEYUP and event.key in held_keys:
                     held_keys.remove(event.key)
-        surface = screen.compose(session.frame, session.real_frame, session.panel_lines(state["paused"]))
+        lines = session.status_line() if args.headless else session.panel_lines(state["paused"])
+        surface = screen.compose(session.frame, session.real_frame, lines)
         if recorder is not None and stepped:
             recorder.add(surface)
         if window is not None:

@@ -2,41 +2,13 @@
 denoiser (dit) and the reward/end heads (heads), or all three in order. Killed at any point, it resumes.
 
     python train.py --config configs/pacman-64.yaml --data data/pacman.h5 --out runs/pacman-64
-    accelerate launch train.py ...        # one or many GPUs, same script
+    accelerate launch --multi_gpu --num_processes 2 train.py ...   # two processes: GPUs, or CPUs with no GPU
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
-import time
-from pathlib import Path
-
-import numpy as np
-import torch
-from accelerate import Accelerator
-from diffusers.training_utils import EMAModel
-from tqdm import tqdm
-
-import recorder
-from worldmodel.config import ConfigError, config_from_dict, load_config
-from worldmodel.data import build_latent_cache
-from worldmodel.dit import Denoiser, with_more_inputs
-from worldmodel.flow import flow_matching_loss
-from worldmodel.heads import RewardEndHeads, best_end_threshold, end_weight, heads_loss, reward_values_of
-from worldmodel.model import CheckpointError, SamplerDefaults, WorldModel
-from worldmodel.samples import dit_samples, heads_metrics, vae_samples
-from worldmodel.training import (
-    RunMismatchError,
-    TrainingStateError,
-    check_run_config,
-    learning_rate_schedule,
-    load_training_state,
-    model_differences,
-    save_training_state,
-)
-from worldmodel.vae import frames_to_tensor, measure_scaling_factor, reconstruction_loss
 
 STAGES = ("vae", "dit", "heads")
 
@@ -59,6 +31,40 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+if __name__ == "__main__":
+    parse_args()  # --help and argument errors answer at once, before torch and diffusers load (seconds)
+
+import csv
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers.training_utils import EMAModel
+from tqdm import tqdm
+
+import recorder
+from worldmodel.config import ConfigError, load_config
+from worldmodel.data import build_latent_cache
+from worldmodel.flow import flow_matching_loss
+from worldmodel.heads import RewardEndHeads, best_end_threshold, end_weight, heads_loss, reward_values_of
+from worldmodel.model import CheckpointError, SamplerDefaults, WorldModel
+from worldmodel.samples import dit_samples, heads_metrics, vae_samples
+from worldmodel.training import (
+    RunMismatchError,
+    check_run_config,
+    initial_model,
+    keep_gradient_layout,
+    launch_problem,
+    learning_rate_schedule,
+    make_accelerator,
+    on_every_process,
+    record_first_windows,
+)
+from worldmodel.training_state import TrainingStateError, load_training_state, save_training_state
+from worldmodel.vae import frames_to_tensor, measure_scaling_factor, reconstruction_loss
+
+
 def random_rows(rows: np.ndarray, batch_size: int, batch_seed: int) -> np.ndarray:
     """A random batch of rows, a pure function of the seed so a resumed run draws the same data."""
     rng = np.random.default_rng(batch_seed)
@@ -66,17 +72,22 @@ def random_rows(rows: np.ndarray, batch_size: int, batch_seed: int) -> np.ndarra
 
 
 def batch_seed(seed: int, step: int, accelerator) -> int:
-    """Distinct per step and per process, identical across a resume."""
+    """Distinct per step and per process (so each process trains on its own windows), identical across
+    a resume; on one process, seed * 1_000_003 + step."""
     return seed * 1_000_003 + step * accelerator.num_processes + accelerator.process_index
 
 
 def train_stage(name, module, batch_loss, evaluate, stage, run_dir, accelerator, seed):
     """The loop shared by every stage: AdamW with warmup and an optional cooldown, EMA, accumulation,
-    periodic saves and evaluations."""
+    periodic saves and evaluations. ``batch_loss(module, draw)`` returns the loss and the (B, 2)
+    (episode, frame) windows it was computed on. On N processes each draws its own batch and
+    accelerate's DDP averages the gradients, so a step sees N batches."""
     optimizer = torch.optim.AdamW(
         module.parameters(), lr=stage.learning_rate, weight_decay=stage.weight_decay
     )
     schedule = learning_rate_schedule(optimizer, stage)
+    if accelerator.num_processes > 1:
+        keep_gradient_layout(module)
     module, optimizer, schedule = accelerator.prepare(module, optimizer, schedule)
     # Kept by save/load_training_state as safetensors, not registered with accelerate, whose resume
     # would unpickle it in full.
@@ -91,6 +102,11 @@ def train_stage(name, module, batch_loss, evaluate, stage, run_dir, accelerator,
 
     def elapsed() -> float:
         return time.monotonic() - started
+
+    def out_of_time() -> bool:
+        # The main process's clock decides for all: a process that stopped alone would leave the
+        # others waiting forever in DDP's gradient all-reduce.
+        return bool(stage.max_minutes) and on_every_process(accelerator, elapsed() > stage.max_minutes * 60)
 
     def save() -> None:
         save_training_state(accelerator, state_dir, {"step": step, "elapsed": elapsed()}, ema)
@@ -114,9 +130,13 @@ def train_stage(name, module, batch_loss, evaluate, stage, run_dir, accelerator,
 
     bar = tqdm(total=stage.steps, initial=step, desc=f"train {name}", disable=not accelerator.is_main_process)
     module.train()
-    while step < stage.steps and not (stage.max_minutes and elapsed() > stage.max_minutes * 60):
+    first_step = True
+    while step < stage.steps and not out_of_time():
         with accelerator.accumulate(module):
-            loss = batch_loss(module, batch_seed(seed, step, accelerator))
+            loss, windows = batch_loss(module, batch_seed(seed, step, accelerator))
+            if first_step and accelerator.num_processes > 1:
+                record_first_windows(accelerator, run_dir / f"{name}_first_windows.json", windows)
+            first_step = False
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(module.parameters(), 1.0)
@@ -173,7 +193,8 @@ def run_vae_stage(model, config, stage, data_path, run_dir, train_ids, held_out_
             batches = iter(loader)
             batch = next(batches)
         pixels = frames_to_tensor(batch["frames"][:, 0])  # (B, 3, H, W)
-        return reconstruction_loss(vae(pixels).sample, pixels)
+        windows = torch.stack([batch["episode"], batch["frame_index"]], dim=1).cpu().numpy()
+        return reconstruction_loss(vae(pixels).sample, pixels), windows
 
     evaluate = vae_samples(data_path, held_out_ids, run_dir)
     vae, steps, seconds = train_stage(
@@ -191,9 +212,10 @@ def latent_cache(model, data_path, run_dir, accelerator):
     stale = run_dir / "latents.pt"  # the cache of an earlier train.py, a pickle: never read
     if stale.is_file() and accelerator.is_main_process:
         print(f"note: {stale} is an old latent cache that is no longer read; delete it to free the space")
-    return build_latent_cache(
-        model.vae, data_path, run_dir / "latents.safetensors", show_progress=accelerator.is_main_process
-    )
+    with accelerator.main_process_first():  # one process encodes and writes the cache; the others read it
+        return build_latent_cache(
+            model.vae, data_path, run_dir / "latents.safetensors", show_progress=accelerator.is_main_process
+        )
 
 
 def run_dit_stage(model, config, stage, data_path, run_dir, train_ids, held_out_ids, accelerator):
@@ -202,12 +224,12 @@ def run_dit_stage(model, config, stage, data_path, run_dir, train_ids, held_out_
     device = accelerator.device
 
     def dit_loss(denoiser, draw):
-        history, target, actions = cache.history_batch(
-            random_rows(rows, stage.batch_size, draw), config.history_length, config.actions_seen
-        )
-        return flow_matching_loss(
+        windows = random_rows(rows, stage.batch_size, draw)
+        history, target, actions = cache.history_batch(windows, config.history_length, config.actions_seen)
+        loss = flow_matching_loss(
             denoiser, target.to(device), history.to(device), actions.to(device), config.flow
         )
+        return loss, windows
 
     evaluate = dit_samples(model, cache, data_path, held_out_ids, run_dir)
     model.denoiser, steps, seconds = train_stage(
@@ -226,8 +248,9 @@ def run_heads_stage(model, config, stage, data_path, run_dir, train_ids, held_ou
     weight = end_weight(cache.transition_batch(rows)[4])
 
     def head_loss(heads, draw):
-        batch = cache.transition_batch(random_rows(rows, stage.batch_size, draw))
-        return heads_loss(heads, *(part.to(accelerator.device) for part in batch), end_weight=weight)
+        windows = random_rows(rows, stage.batch_size, draw)
+        batch = cache.transition_batch(windows)
+        return heads_loss(heads, *(part.to(accelerator.device) for part in batch), end_weight=weight), windows
 
     evaluate = heads_metrics(cache, held_out_ids)
     model.heads, steps, seconds = train_stage(
@@ -241,37 +264,6 @@ def run_heads_stage(model, config, stage, data_path, run_dir, train_ids, held_ou
         end_threshold=best_end_threshold(torch.sigmoid(end_logit).cpu(), terminated)
     )
     return steps, seconds
-
-
-def initial_model(path: str, config, action_meanings: list[str]) -> WorldModel:
-    """A trained checkpoint to continue from under ``config``, its denoiser widened for action planes
-    when the config adds them and padded as the config's ``dit.wrap_edges`` says."""
-    model = WorldModel.load(path)
-    trained = config_from_dict(model.settings.config)
-    # The differences the trained weights can take: planes the denoiser lacks, added by widening it,
-    # and the convolutions' padding, which is no weight.
-    trained.dit.action_planes = config.dit.action_planes or model.denoiser.action_planes
-    trained.dit.wrap_edges = config.dit.wrap_edges
-    differences = model_differences(trained, config)
-    if differences or model.settings.action_meanings != action_meanings:
-        raise ConfigError(
-            f"--init-from {path} was trained with another model config (different: "
-            f"{', '.join(differences) or 'actions'}); only dit.action_planes may be added and "
-            "dit.wrap_edges changed"
-        )
-    # The new run's stage records replace the source's; keep those, and what the source itself was
-    # initialised from, as the weights' history.
-    source = model.settings.training
-    model.settings.training["initialised_from"] = {
-        "checkpoint": str(path),
-        "stages": dict(source.get("stages", {})),
-        **({"initialised_from": source["initialised_from"]} if "initialised_from" in source else {}),
-    }
-    transformer = model.denoiser.transformer
-    if config.dit.action_planes and not model.denoiser.action_planes:
-        transformer = with_more_inputs(transformer, model.settings.num_actions)
-    model.denoiser = Denoiser(transformer, model.denoiser.conditioner, config.dit.wrap_edges)
-    return model
 
 
 STAGE_RUNNERS = {"vae": run_vae_stage, "dit": run_dit_stage, "heads": run_heads_stage}
@@ -304,9 +296,15 @@ def main(argv=None) -> int:
     mixed = config.train.mixed_precision
     if mixed == "auto":
         mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
-    accelerator = Accelerator(
-        mixed_precision=mixed, log_with="tensorboard", project_dir=str(run_dir), gradient_accumulation_steps=1
-    )
+    accelerator = make_accelerator(mixed, run_dir)
+    if problem := launch_problem(accelerator):
+        print(f"train.py: error: {problem}", file=sys.stderr)
+        return 2
+    if accelerator.is_main_process:
+        print(
+            f"train.py: {accelerator.num_processes} process(es) ({accelerator.distributed_type.value}), "
+            f"device {accelerator.device}, mixed precision {accelerator.mixed_precision}"
+        )
     accelerator.init_trackers("logs")
     torch.manual_seed(config.train.seed + accelerator.process_index)
     train_ids, held_out_ids = recorder.split_episodes(
@@ -345,6 +343,7 @@ def main(argv=None) -> int:
             "data": str(data_path),
             "train_episodes": len(train_ids),
             "device": str(accelerator.device),
+            "processes": accelerator.num_processes,  # each drew its own batch of stage.batch_size a step
         }
         if accelerator.is_main_process:
             model.save(checkpoint_dir)

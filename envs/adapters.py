@@ -1,20 +1,24 @@
 """Makes any Gymnasium game with image frames and discrete actions recordable by the project.
 
-Frames are resized to the model's square size; Pac-Man-family games get our five actions.
+Frames are resized to the model's square size; Pac-Man-family games get our five actions. The
+wrappers record their arguments, so ``env.spec`` rebuilds the whole stack (``gymnasium.make(spec)``):
+that is what a Minari export stores to recover the recorded env.
 """
 
 import gymnasium
 import numpy as np
 from gymnasium import spaces
+from gymnasium.utils import RecordConstructorArgs
 from PIL import Image
 
 from envs.maze import ACTION_MEANINGS
 
 
-class ResizeFrame(gymnasium.ObservationWrapper):
+class ResizeFrame(gymnasium.ObservationWrapper, RecordConstructorArgs):
     """Resizes HxWx3 uint8 frames to frame_size x frame_size (area averaging down, bilinear up)."""
 
     def __init__(self, env: gymnasium.Env, frame_size: int):
+        RecordConstructorArgs.__init__(self, frame_size=frame_size)
         super().__init__(env)
         height, width = env.observation_space.shape[:2]
         shrinking = height >= frame_size and width >= frame_size
@@ -27,10 +31,11 @@ class ResizeFrame(gymnasium.ObservationWrapper):
         return np.asarray(image, dtype=np.uint8).copy()
 
 
-class FiveActions(gymnasium.ActionWrapper):
+class FiveActions(gymnasium.ActionWrapper, RecordConstructorArgs):
     """Restricts a Pac-Man-family game to NOOP, UP, RIGHT, LEFT, DOWN, found by name."""
 
     def __init__(self, env: gymnasium.Env, game_meanings: list[str]):
+        RecordConstructorArgs.__init__(self, game_meanings=list(game_meanings))
         super().__init__(env)
         self._game_actions = [game_meanings.index(name) for name in ACTION_MEANINGS]
         self.action_space = spaces.Discrete(len(ACTION_MEANINGS))
@@ -39,10 +44,11 @@ class FiveActions(gymnasium.ActionWrapper):
         return self._game_actions[int(action)]
 
 
-class LabelledActions(gymnasium.Wrapper):
+class LabelledActions(gymnasium.Wrapper, RecordConstructorArgs):
     """Carries ``action_meanings``, the names of the actions the recorder stores with the data."""
 
     def __init__(self, env: gymnasium.Env, action_meanings: tuple[str, ...]):
+        RecordConstructorArgs.__init__(self, action_meanings=list(action_meanings))
         super().__init__(env)
         self.action_meanings = tuple(action_meanings)
 

@@ -18,7 +18,9 @@ class FrameWindow:
         height, width = frame.shape[:2]
         size = (width * self.scale, height * self.scale)
         if self._screen is None:
-            pygame.init()
+            # The display alone: pygame.init() would start audio too, which the games never use and
+            # which prints a screenful of ALSA errors on a machine with no sound card.
+            pygame.display.init()
             pygame.display.set_caption(self.title)
             self._screen = pygame.display.set_mode(size)
             self._clock = pygame.time.Clock()

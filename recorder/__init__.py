@@ -1,12 +1,15 @@
 """Records trajectories (frames, actions, rewards, ends) of any Gymnasium game into one HDF5 file,
-and reads them back for training."""
+and reads them back for training.
+
+Recording needs no torch: ``WindowDataset``, the torch Dataset of training windows, is imported
+from recorder/windows.py the first time it is asked for.
+"""
 
 from recorder.format import FORMAT_NAME, FORMAT_VERSION, TrajectoryFormatError, TrajectoryWriter
 from recorder.reader import (
     RESET_ACTION,
     Episode,
     TrajectoryFile,
-    WindowDataset,
     action_window,
     load,
     producing_actions,
@@ -27,3 +30,11 @@ __all__ = [
     "load",
     "split_episodes",
 ]
+
+
+def __getattr__(name: str):
+    if name == "WindowDataset":
+        from recorder.windows import WindowDataset
+
+        return WindowDataset
+    raise AttributeError(f"module 'recorder' has no attribute {name!r}")

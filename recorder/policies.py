@@ -67,7 +67,7 @@ class HumanPolicy:
         from envs import action_from_keys
 
         self._pygame, self._action_from_keys = pygame, action_from_keys
-        pygame.init()
+        pygame.display.init()  # not pygame.init(): that starts audio too, which nothing here plays
         self.fps, self.scale = fps, scale
         self.screen = None
         self.clock = pygame.time.Clock()

@@ -13,7 +13,7 @@ import pytest
 import envs
 import play
 from worldmodel.env import WorldModelEnv
-from worldmodel.play_ui import pygame
+from worldmodel.play_ui import PANEL_HEIGHT, PANEL_WIDTH, SCREEN_MARGIN, STATUS_HEIGHT, pygame
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
@@ -41,7 +41,15 @@ def test_headless_run_records_a_gif_of_every_step(tiny_checkpoint, tmp_path):
     assert result.returncode == 0, result.stderr
     frames = iio.imread(tmp_path / "out.gif", index=None)
     assert frames.shape[0] == 6  # the first frame and one per step
-    assert frames.shape[1] >= 64 * 8
+    # The game over a line of step and score: no panel of key help (no one presses keys) or FPS.
+    assert frames.shape[1:3] == (64 * 8 + STATUS_HEIGHT, 64 * 8)
+
+
+def test_a_headless_recording_shows_the_score_not_the_frame_rate(tiny_checkpoint):
+    session = play.Session(WorldModelEnv(tiny_checkpoint), seed=0)
+    session.step(2)
+    assert session.status_line()[:2] == ["step 1", f"score {session.score:.0f}"]
+    assert not any("FPS" in part for part in session.status_line())
 
 
 def test_no_display_says_so_and_gives_the_headless_command(tiny_checkpoint, tmp_path):
@@ -67,10 +75,37 @@ def test_unsupported_recording_format_is_refused(capsys):
     assert ".gif or .mp4" in capsys.readouterr().err
 
 
+def test_mp4_without_imageio_ffmpeg_names_the_video_extra(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if it were not installed
+    assert play.main(["--headless", "--record", str(tmp_path / "out.mp4")]) == 2
+    error = capsys.readouterr().err
+    assert 'pip install -e ".[video]"' in error and "out.mp4" in error and "Traceback" not in error
+    assert not (tmp_path / "out.mp4").exists()
+
+
 def test_window_loop_runs_under_the_dummy_driver(tiny_checkpoint, monkeypatch, capsys):
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
     assert play.main(["--checkpoint", str(tiny_checkpoint), "--steps", "3", "--fps", "1000"]) == 0
     assert "played 3 steps" in capsys.readouterr().out
+
+
+def test_the_window_with_the_real_game_beside_fits_a_small_screen(tiny_checkpoint, monkeypatch):
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")  # its screen is 1024x768, too small for two games at 8x
+    env = WorldModelEnv(tiny_checkpoint)
+    args = play.parse_args(["--checkpoint", str(tiny_checkpoint), "--steps", "2", "--fps", "1000"])
+    real_events = pygame.event.get
+    for screen, expected_scale in (("dummy", 5), ((600, 400), 2)):
+        if screen != "dummy":  # a set screen size, as play.py would read from a smaller display
+            monkeypatch.setattr(play, "usable_screen_size", lambda size=screen: size)
+        presses = [[pygame.event.Event(pygame.KEYDOWN, key=pygame.K_TAB)]]
+        monkeypatch.setattr(pygame.event, "get", lambda p=presses: p.pop() if p else real_events())
+        play.play(args, env)
+        width, height = pygame.display.get_surface().get_size()
+        limit = (1024 - SCREEN_MARGIN[0], 768 - SCREEN_MARGIN[1]) if screen == "dummy" else screen
+        assert width <= limit[0] and height <= limit[1]
+        # both games, smaller, and the panel of numbers beside them in full
+        assert (width, height) == (2 * 64 * expected_scale + PANEL_WIDTH, PANEL_HEIGHT)
+    pygame.quit()
 
 
 def test_keys_tune_sampling_and_pause(tiny_checkpoint):

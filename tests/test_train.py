@@ -1,6 +1,7 @@
 """train.py end to end on a small recorded file with configs/tiny.yaml: a loadable checkpoint,
-resume after a kill (bit for bit, also from a state of the earlier format), clear errors for a run
-directory or data file that does not fit, and cache or state files that would run code refused."""
+resume after a kill (bit for bit, also from a state of the earlier format), two processes launched as
+the README says, clear errors for a run directory or data file that does not fit, and cache or state
+files that would run code refused."""
 
 import json
 import os
@@ -24,7 +25,7 @@ import train
 from worldmodel.config import load_config
 from worldmodel.data import build_latent_cache
 from worldmodel.model import WorldModel, load
-from worldmodel.training import EMA_FILE, read_ema_state
+from worldmodel.training_state import EMA_FILE, read_ema_state
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TINY = str(REPOSITORY / "configs" / "tiny.yaml")
@@ -209,6 +210,82 @@ def test_training_killed_midway_resumes_from_its_last_save(recorded_file, tmp_pa
     assert f"resuming from step {saved}" in result.stdout
     assert progress_step(run_dir, "vae") == saved + 2
     assert load(run_dir / "checkpoint").settings.training["stages"]["vae"]["steps"] == saved + 2
+
+
+def launch(*arguments: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``accelerate launch ...`` (the README's command) with this interpreter, on CPUs only."""
+    command = [sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch", *arguments]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    return subprocess.run(command, cwd=REPOSITORY, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_two_processes_launched_as_the_readme_says_split_the_data(recorded_file, tmp_path):
+    run_dir = tmp_path / "run"
+    arguments = ["--config", TINY, "--data", str(recorded_file), "--out", str(run_dir)]
+    # The heads stage stops on its time limit, which all processes must reach at the same step.
+    arguments += ["train.heads.steps=100000", "train.heads.max_minutes=0.01"]
+    arguments += ["train.heads.save_every=100000", "train.heads.eval_every=100000"]
+    # --main_process_port 0: a free port, so that runs side by side do not meet on the default one
+    result = launch("--multi_gpu", "--num_processes", "2", "--main_process_port", "0", "train.py", *arguments)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "train.py: 2 process(es) (MULTI_CPU)" in result.stdout
+    assert "Grad strides do not match" not in result.stderr
+    model = load(run_dir / "checkpoint")
+    assert 0 < model.settings.training["stages"]["heads"]["steps"] < 100000
+    for stage in ("vae", "dit", "heads"):
+        assert model.settings.training["stages"][stage]["processes"] == 2
+        record = json.loads((run_dir / f"{stage}_first_windows.json").read_text())
+        first, second = record["windows"]
+        assert record["processes"] == 2 and len(first) == len(second) == 8
+        assert sorted(map(tuple, first)) != sorted(map(tuple, second)), (
+            f"{stage}: both processes drew the same"
+        )
+    # Saved once, resumable by both: each process keeps its own random state.
+    assert sorted(path.name for path in (run_dir / "state" / "dit").glob("random_states_*")) == [
+        "random_states_0.pkl",
+        "random_states_1.pkl",
+    ]
+    frame = model.decode(model.predict_next(torch.zeros(1, 2, 4, 16, 16), torch.zeros(1, 6).long()))
+    assert frame.shape == (1, 64, 64, 3)
+
+
+def test_a_launch_that_starts_fewer_processes_than_asked_is_refused(monkeypatch):
+    from types import SimpleNamespace
+
+    from worldmodel.training import launch_problem
+
+    one = SimpleNamespace(num_processes=1, distributed_type="NO")
+    for name in ("WORLD_SIZE", "ACCELERATE_USE_CPU", "MASTER_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    assert launch_problem(one) is None  # python train.py
+    # `accelerate launch --cpu --num_processes 2`: its plain launcher starts one process (tried by hand).
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    assert "accelerate launch --multi_gpu --num_processes N" in launch_problem(one)
+    # torchrun started two, but accelerate set up a single-process run.
+    monkeypatch.delenv("ACCELERATE_USE_CPU")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert "2 processes were started but accelerate set up 1" in launch_problem(one)
+    assert launch_problem(SimpleNamespace(num_processes=2, distributed_type="MULTI_CPU")) is None
+
+
+def test_gradients_keep_their_parameters_layout_for_ddp():
+    from diffusers.models.transformers.sana_transformer import GLUMBConv
+
+    from worldmodel.training import keep_gradient_layout
+
+    # Sana's Mix-FFN gives its depthwise convolution a channels-last view, as its block does.
+    block = GLUMBConv(8, 8, residual_connection=False)
+    tokens = torch.randn(2, 4, 4, 8).permute(0, 3, 1, 2)  # (B, C, h, w), channels-last strides
+    block(tokens).sum().backward()
+    weight = block.conv_depth.weight
+    assert weight.grad.stride() != weight.stride()  # what DDP warned about
+    expected = weight.grad.clone()
+    block.zero_grad()
+    keep_gradient_layout(block)
+    block(tokens).sum().backward()
+    assert weight.grad.stride() == weight.stride()
+    assert torch.equal(weight.grad, expected)
 
 
 def test_a_run_directory_of_another_config_is_refused(recorded_file, tmp_path, capsys):

@@ -95,10 +95,11 @@ def heads_loss(
     heads: RewardEndHeads, previous, following, actions, rewards, terminated, end_weight: float = 20.0
 ):
     reward, end_logit = heads(previous, following, actions)
-    if heads.reward_values is None:
+    core = getattr(heads, "module", heads)  # the heads themselves when wrapped for several processes
+    if core.reward_values is None:
         reward_loss = F.smooth_l1_loss(reward, rewards)
     else:
-        reward_loss = F.cross_entropy(reward, heads.reward_classes(rewards))
+        reward_loss = F.cross_entropy(reward, core.reward_classes(rewards))
     # Episode ends are rare (one per episode): weight them up (``end_weight``) so the head does not learn "never".
     end_loss = F.binary_cross_entropy_with_logits(
         end_logit, terminated.float(), pos_weight=torch.tensor(end_weight, device=end_logit.device)

@@ -1,20 +1,22 @@
-"""The pieces of train.py that are not the loop itself: resumable state kept safe from kills and
-read without running code, the run directory's config guard, and the learning-rate schedule."""
+"""The pieces of train.py that are not the loop itself: the run directory's config guard, the model a
+run starts from, the learning-rate schedule, and the processes training runs on. The resumable state
+is in worldmodel/training_state.py."""
 
 from __future__ import annotations
 
 import json
-import pickle
-import shutil
+import os
 from pathlib import Path
 
-import accelerate.utils
-import safetensors
-import safetensors.torch
+import numpy as np
 import torch
 import yaml
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list, gather_object
 
-from worldmodel.config import WorldModelConfig, load_config
+from worldmodel.config import ConfigError, WorldModelConfig, config_from_dict, load_config
+from worldmodel.dit import Denoiser, with_more_inputs
+from worldmodel.model import WorldModel
 
 # Sections whose change makes earlier weights meaningless; the train/flow sampling settings may change freely.
 MODEL_SECTIONS = ("env_id", "frame_size", "history_length", "vae", "dit", "heads")
@@ -37,13 +39,47 @@ def check_run_config(run_dir: Path, config: WorldModelConfig) -> None:
                 f"resume with the same config, or pass a new --out directory"
             )
     run_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(plain(current), sort_keys=False))
+    # Every process of a multi-process run writes it: through a file of its own, so none reads half a file.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(yaml.safe_dump(plain(current), sort_keys=False))
+    temporary.replace(path)
 
 
 def model_differences(trained: WorldModelConfig, wanted: WorldModelConfig) -> list[str]:
     """The MODEL_SECTIONS in which two configs differ: where weights of one do not fit the other."""
     trained_dict, wanted_dict = plain(trained.to_dict()), plain(wanted.to_dict())
     return [key for key in MODEL_SECTIONS if trained_dict[key] != wanted_dict[key]]
+
+
+def initial_model(path: str, config, action_meanings: list[str]) -> WorldModel:
+    """A trained checkpoint to continue from under ``config``, its denoiser widened for action planes
+    when the config adds them and padded as the config's ``dit.wrap_edges`` says."""
+    model = WorldModel.load(path)
+    trained = config_from_dict(model.settings.config)
+    # The differences the trained weights can take: planes the denoiser lacks, added by widening it,
+    # and the convolutions' padding, which is no weight.
+    trained.dit.action_planes = config.dit.action_planes or model.denoiser.action_planes
+    trained.dit.wrap_edges = config.dit.wrap_edges
+    differences = model_differences(trained, config)
+    if differences or model.settings.action_meanings != action_meanings:
+        raise ConfigError(
+            f"--init-from {path} was trained with another model config (different: "
+            f"{', '.join(differences) or 'actions'}); only dit.action_planes may be added and "
+            "dit.wrap_edges changed"
+        )
+    # The new run's stage records replace the source's; keep those, and what the source itself was
+    # initialised from, as the weights' history.
+    source = model.settings.training
+    model.settings.training["initialised_from"] = {
+        "checkpoint": str(path),
+        "stages": dict(source.get("stages", {})),
+        **({"initialised_from": source["initialised_from"]} if "initialised_from" in source else {}),
+    }
+    transformer = model.denoiser.transformer
+    if config.dit.action_planes and not model.denoiser.action_planes:
+        transformer = with_more_inputs(transformer, model.settings.num_actions)
+    model.denoiser = Denoiser(transformer, model.denoiser.conditioner, config.dit.wrap_edges)
+    return model
 
 
 def plain(value):
@@ -70,117 +106,77 @@ def learning_rate_schedule(optimizer: torch.optim.Optimizer, stage) -> torch.opt
     )
 
 
-def save_training_state(accelerator, state_dir: Path, progress: dict, ema) -> None:
-    """Saves optimiser, weights, EMA and RNG states; a kill at any moment leaves the previous save usable."""
-    if not accelerator.is_main_process:
-        accelerator.wait_for_everyone()
-        return
-    fresh, previous = (
-        state_dir.with_name(state_dir.name + ".new"),
-        state_dir.with_name(state_dir.name + ".old"),
+def make_accelerator(mixed_precision: str, run_dir: Path) -> Accelerator:
+    """The accelerator of this process, on as many processes as the launcher started.
+
+    ``accelerate launch --multi_gpu`` and ``torchrun`` start the processes and set WORLD_SIZE; on a
+    machine with no GPU, accelerate joins them over gloo only when told to use the CPU, and otherwise
+    lets each process train alone on the same files.
+    """
+    cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    return Accelerator(
+        cpu=cpu,
+        mixed_precision=mixed_precision,
+        log_with="tensorboard",
+        project_dir=str(run_dir),
+        gradient_accumulation_steps=1,
     )
-    shutil.rmtree(fresh, ignore_errors=True)
-    accelerator.save_state(str(fresh))
-    write_ema_state(ema.state_dict(), fresh / EMA_FILE)
-    (fresh / "progress.json").write_text(json.dumps(progress))
-    if state_dir.exists():
-        shutil.rmtree(previous, ignore_errors=True)
-        state_dir.rename(previous)
-    fresh.rename(state_dir)
-    shutil.rmtree(previous, ignore_errors=True)
-    accelerator.wait_for_everyone()
 
 
-def load_training_state(accelerator, state_dir: Path, ema) -> dict | None:
-    """Restores the last complete save, if any; returns its progress record (step, elapsed seconds).
-
-    Raises TrainingStateError, having run nothing from it, for a state with a file that holds more than
-    tensors and numbers, or that is damaged or missing."""
-    previous = state_dir.with_name(state_dir.name + ".old")
-    for candidate in (state_dir, previous):  # .old survives only when a kill hit between two renames
-        if (candidate / "progress.json").is_file():
-            check_state_files(candidate, state_dir)
-            if accelerator.is_main_process:
-                convert_legacy_ema(candidate)
-            accelerator.wait_for_everyone()
-            try:
-                accelerator.load_state(str(candidate))
-            except (safetensors.SafetensorError, RuntimeError, OSError, ValueError, KeyError) as error:
-                reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-                raise state_error(candidate, state_dir, f"does not load ({reason})") from None
-            ema.load_state_dict(read_ema_state(candidate / EMA_FILE, state_dir))
-            return json.loads((candidate / "progress.json").read_text())
+def launch_problem(accelerator: Accelerator) -> str | None:
+    """Why this run would train on fewer processes than were asked for, or None."""
+    started = int(os.environ.get("WORLD_SIZE", "1"))
+    if started > accelerator.num_processes:
+        return (
+            f"{started} processes were started but accelerate set up {accelerator.num_processes} "
+            f"({accelerator.distributed_type}); launch with `accelerate launch --multi_gpu "
+            f"--num_processes {started} train.py ...`"
+        )
+    # accelerate's plain launcher, taken for --cpu or when it finds no GPUs, starts one process
+    # whatever --num_processes says; it sets MASTER_ADDR only when asked for more than one.
+    plain_launcher = "ACCELERATE_USE_CPU" in os.environ and "MASTER_ADDR" in os.environ
+    if accelerator.num_processes == 1 and started == 1 and plain_launcher:
+        return (
+            "`accelerate launch` was asked for several processes but started one: with --cpu, or "
+            "with no GPU, it starts several only through MPI (--mpirun_hostfile). To train on N "
+            "processes run `accelerate launch --multi_gpu --num_processes N train.py ...` (with no "
+            "GPU they train on the CPU); for one process, drop --num_processes"
+        )
     return None
 
 
-# ---- loading nothing that can run code ------------------------------------------------------------------
-# accelerate pickles optimiser, schedule and RNG states (torch.save) and reads them weights-only, which
-# refuses anything but tensors, numbers and containers. Objects registered with register_for_checkpointing
-# it would unpickle in full, so the EMA is kept here instead, as safetensors with JSON counters.
-EMA_FILE = "ema.safetensors"
-LEGACY_EMA_FILE = "custom_checkpoint_0.pkl"  # the EMA as accelerate saved it before EMA_FILE existed
-PICKLED_SUFFIXES = (".bin", ".pkl", ".pt")
+def keep_gradient_layout(module: torch.nn.Module) -> None:
+    """Makes each parameter's gradient arrive in the parameter's own memory layout.
+
+    DDP averages gradients in buckets laid out like the parameters and warns ("Grad strides do not
+    match bucket view strides") when one arrives otherwise: Sana's Mix-FFN feeds its depthwise
+    convolution a channels-last view of the tokens, so that weight's gradient comes back
+    channels-last (strides that differ only on its size-1 axis). The copy is exact and made only
+    where the layouts differ, so the numbers are the same.
+    """
+    for parameter in module.parameters():
+        if parameter.requires_grad:
+            parameter.register_hook(lambda grad, parameter=parameter: in_layout_of(parameter, grad))
 
 
-class TrainingStateError(RuntimeError):
-    """A saved training state that cannot be resumed safely."""
+def in_layout_of(parameter: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    if grad.stride() == parameter.stride():
+        return grad
+    in_layout = torch.empty_strided(grad.shape, parameter.stride(), dtype=grad.dtype, device=grad.device)
+    return in_layout.copy_(grad)
 
 
-def state_error(path: Path, state_dir: Path, problem: str) -> TrainingStateError:
-    return TrainingStateError(
-        f"{path} {problem}; it was not loaded and nothing in it ran. Delete {state_dir} to train this "
-        "stage from its start, or put back the state train.py wrote"
-    )
+def on_every_process(accelerator: Accelerator, decision: bool) -> bool:
+    """The main process's ``decision``, on every process: for what all of them must decide alike."""
+    if accelerator.num_processes == 1:
+        return decision
+    return bool(broadcast_object_list([decision], from_process=0)[0])
 
 
-def check_state_files(state: Path, state_dir: Path) -> None:
-    """Reads every pickled file of ``state`` weights-only first: the RNG states' load in accelerate
-    drops its errors silently, and this names the file at fault."""
-    for path in sorted(state.iterdir()):
-        if path.suffix not in PICKLED_SUFFIXES:
-            continue
-        try:
-            accelerate.utils.load(path, map_location="cpu")  # weights_only=True
-        except pickle.UnpicklingError:
-            raise state_error(
-                path,
-                state_dir,
-                "holds Python objects besides tensors and numbers (which could run code) or is damaged",
-            ) from None
-        except Exception as error:  # a damaged file: whatever torch raises, the fix is the same
-            raise state_error(path, state_dir, f"is damaged ({type(error).__name__})") from None
-
-
-def convert_legacy_ema(state: Path) -> None:
-    """Rewrites the pickled EMA of a state saved by an earlier train.py as EMA_FILE, read weights-only
-    (check_state_files vetted it), so that accelerate, which would unpickle it in full, never sees it."""
-    legacy = state / LEGACY_EMA_FILE
-    if legacy.is_file():
-        try:
-            write_ema_state(accelerate.utils.load(legacy, map_location="cpu"), state / EMA_FILE)
-        except (KeyError, TypeError, AttributeError) as error:
-            raise state_error(legacy, state, f"is not an EMA state ({type(error).__name__})") from None
-        legacy.unlink()  # killed before this, the next resume converts it again
-
-
-def write_ema_state(ema_state: dict, path: Path) -> None:
-    """An ``EMAModel.state_dict()`` as safetensors: shadow weights as tensors, counters as JSON."""
-    counters = {key: value for key, value in ema_state.items() if key != "shadow_params"}
-    shadow = {
-        f"shadow_params.{i}": p.detach().cpu().contiguous() for i, p in enumerate(ema_state["shadow_params"])
-    }
-    temporary = path.with_name(path.name + ".tmp")
-    safetensors.torch.save_file(shadow, temporary, metadata={"counters": json.dumps(counters)})
-    temporary.replace(path)
-
-
-def read_ema_state(path: Path, state_dir: Path) -> dict:
-    if not path.is_file():
-        raise state_error(path.parent, state_dir, f"has no {EMA_FILE}: it is incomplete")
-    try:
-        with safetensors.safe_open(path, "pt") as stored:
-            counters = json.loads(stored.metadata()["counters"])
-            shadow = [stored.get_tensor(f"shadow_params.{i}") for i in range(len(stored.keys()))]
-    except (safetensors.SafetensorError, KeyError, TypeError, ValueError) as error:
-        raise state_error(path, state_dir, f"is not an EMA state ({type(error).__name__})") from None
-    return {**counters, "shadow_params": shadow}
+def record_first_windows(accelerator: Accelerator, path: Path, windows: np.ndarray) -> None:
+    """Writes which (episode, frame) windows each process trained on at its first step to ``path``:
+    how a multi-process run shows that its processes split the data."""
+    per_process = gather_object([np.asarray(windows).tolist()])
+    if accelerator.is_main_process:
+        record = {"processes": accelerator.num_processes, "windows": per_process}
+        path.write_text(json.dumps(record))
