@@ -52,8 +52,8 @@ class TrajectoryFile:
             raise ValueError(f"on_damage must be one of {ON_DAMAGE}, got {on_damage!r}")
         self.path = Path(path)
         self._file = open_checked(self.path, allow_truncated=on_damage != "raise")
-        self.missing_bytes = missing_bytes(self.path)  # > 0: a truncated file, opened to rescue episodes
         try:
+            self.missing_bytes = missing_bytes(self.path)  # > 0: a truncated file, opened to rescue episodes
             self._read_index()
             self.damaged: list[DamagedEpisodeError] = []
             if on_damage == "raise" and self._index_damage:
