@@ -73,6 +73,7 @@ class Session:
     def reset(self, seed: int | None = None) -> None:
         self.frame, _ = self.env.reset(seed=seed)
         self.score, self.steps, self.played, self.ended = 0.0, 0, [], False
+        self.real_ended = False  # the real game's own episode may end first; it then shows its last frame
         self.real_frame = self._start_real_game() if self.showing_real else None
 
     def step(self, action: int) -> None:
@@ -84,8 +85,9 @@ class Session:
         self.steps += 1
         self.played.append(action)
         self.ended = terminated or truncated
-        if self.real_frame is not None:
-            self.real_frame = self.real_game.step(action)[0]
+        if self.real_frame is not None and not self.real_ended:
+            self.real_frame, _, real_terminated, real_truncated, _ = self.real_game.step(action)
+            self.real_ended = real_terminated or real_truncated
         self.step_times.append(time.perf_counter())
 
     def toggle_real(self) -> None:
@@ -100,8 +102,12 @@ class Session:
         if self.real_game is None:
             self.real_game = envs.make_env(settings.env_id, frame_size=settings.frame_size)
         frame, _ = self.real_game.reset(seed=context.seed)
+        self.real_ended = False
         for action in [*context.replay_actions, *self.played]:
-            frame, *_ = self.real_game.step(int(action))
+            frame, _, terminated, truncated, _ = self.real_game.step(int(action))
+            if terminated or truncated:  # the real game ended here: it stays on that frame
+                self.real_ended = True
+                break
         return frame
 
     def steps_per_second(self) -> float:

@@ -276,6 +276,7 @@ def main(argv=None) -> int:
         data_path, run_dir = Path(args.data), Path(args.out)
         with recorder.load(data_path) as trajectories:
             num_episodes, action_meanings = len(trajectories), list(trajectories.action_meanings)
+            episode_seeds = trajectories.seeds.tolist()
             if trajectories.env_id != config.env_id:
                 raise ConfigError(
                     f"{data_path} was recorded from {trajectories.env_id} but the config is for {config.env_id}; "
@@ -307,8 +308,8 @@ def main(argv=None) -> int:
         )
     accelerator.init_trackers("logs")
     torch.manual_seed(config.train.seed + accelerator.process_index)
-    train_ids, held_out_ids = recorder.split_episodes(
-        num_episodes, config.train.held_out_fraction, config.train.seed
+    train_ids, held_out_ids = recorder.split_episodes(  # a seed never on both sides
+        num_episodes, config.train.held_out_fraction, config.train.seed, seeds=episode_seeds
     )
     checkpoint_dir = run_dir / "checkpoint"
     if (checkpoint_dir / "world_model.json").is_file():

@@ -83,11 +83,15 @@ class PacmanEnv(gymnasium.Env):
         self.action_space = spaces.Discrete(5)
         self._board = None
         self._frame = None
+        self._terminated = False
         self._window = FrameWindow("Pacman", window_scale, self.metadata["render_fps"])
 
     # 1. episode life cycle
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if options:  # the game has one maze and one start; an option it ignored would mislead the caller
+            raise ValueError(f"PacmanEnv.reset() takes no options, got {sorted(options)}; pass options=None.")
         super().reset(seed=seed)
+        self._terminated = False
         self._pellets = START_PELLETS.copy()
         self._power_pellets = START_POWER_PELLETS.copy()
         self._pellets_left = int(self._pellets.sum() + self._power_pellets.sum())
@@ -111,9 +115,11 @@ class PacmanEnv(gymnasium.Env):
     def step(self, action):
         if self._board is None:
             raise RuntimeError("PacmanEnv.step() was called before reset(); call env.reset() first.")
-        action = int(action)
-        if not 0 <= action < 5:
-            raise ValueError(f"action must be an int in [0, 5) (NOOP, UP, RIGHT, LEFT, DOWN), got {action}.")
+        if self._terminated:
+            raise RuntimeError(
+                "PacmanEnv.step() was called after the episode terminated; call env.reset() first."
+            )
+        action = self._checked_action(action)
         self._move_pacman(action)
         reward = self._eat_pellet()
         ghost_reward, caught = self._collide()
@@ -127,8 +133,23 @@ class PacmanEnv(gymnasium.Env):
         self._draw()
         if self.render_mode == "human":
             self.render()
-        terminated = caught or self._pellets_left == 0
-        return self._frame.copy(), reward, terminated, False, self._info()
+        self._terminated = caught or self._pellets_left == 0
+        return self._frame.copy(), reward, self._terminated, False, self._info()
+
+    @staticmethod
+    def _checked_action(action) -> int:
+        """The action as an int; like Gymnasium's Discrete, an integer (Python or numpy, or a 0-d
+        integer array), never a float, string or bool, which int() would quietly turn into a move."""
+        if isinstance(action, np.ndarray) and action.shape == ():
+            action = action[()]
+        if isinstance(action, (bool, np.bool_)) or not isinstance(action, (int, np.integer)):
+            raise ValueError(
+                f"action must be an integer in [0, 5) (NOOP, UP, RIGHT, LEFT, DOWN), got {action!r} "
+                f"of type {type(action).__name__}."
+            )
+        if not 0 <= action < 5:
+            raise ValueError(f"action must be an int in [0, 5) (NOOP, UP, RIGHT, LEFT, DOWN), got {action}.")
+        return int(action)
 
     def _info(self) -> dict:
         return {"score": self._score, "pellets_left": self._pellets_left}

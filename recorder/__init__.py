@@ -5,16 +5,18 @@ Recording needs no torch: ``WindowDataset``, the torch Dataset of training windo
 from recorder/windows.py the first time it is asked for.
 """
 
-from recorder.format import FORMAT_NAME, FORMAT_VERSION, TrajectoryFormatError, TrajectoryWriter
-from recorder.reader import (
+from recorder.format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
     RESET_ACTION,
-    Episode,
-    TrajectoryFile,
+    DamagedEpisodeError,
+    TrajectoryFormatError,
+    TrajectoryWriteError,
     action_window,
-    load,
     producing_actions,
-    split_episodes,
 )
+from recorder.reader import Episode, TrajectoryFile, load, split_episodes
+from recorder.writer import TrajectoryWriter
 
 __all__ = [
     "RESET_ACTION",
@@ -22,9 +24,11 @@ __all__ = [
     "producing_actions",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "DamagedEpisodeError",
     "Episode",
     "TrajectoryFile",
     "TrajectoryFormatError",
+    "TrajectoryWriteError",
     "TrajectoryWriter",
     "WindowDataset",
     "load",

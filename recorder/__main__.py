@@ -4,14 +4,23 @@ Example: python -m recorder --env Pacman-v0 --episodes 100 --out data/pacman.h5 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 
 from tqdm import tqdm
 
-from recorder.format import TrajectoryFormatError, TrajectoryWriter
+from recorder.format import TrajectoryFormatError
 from recorder.policies import PolicyError, make_policy
-from recorder.record import RecordingError, action_meanings, make_recording_env, record_episodes
+from recorder.record import (
+    RecordingError,
+    StopRequest,
+    action_meanings,
+    make_recording_env,
+    record_episodes,
+    seeds_to_record,
+)
+from recorder.writer import TrajectoryWriter
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,7 +36,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=1, help="env copies playing in parallel processes")
     parser.add_argument(
-        "--seed", type=int, default=0, help="episode i uses seed S+i (+ episodes already in the file)"
+        "--seed",
+        type=int,
+        default=0,
+        help="record the first --episodes seeds from S up that the file does not hold yet "
+        "(so an append never repeats a seed and fills the gaps a killed parallel run left)",
     )
     parser.add_argument("--max-steps", type=int, default=None, help="truncate episodes after this many steps")
     parser.add_argument("--frame-size", type=int, default=64, help="square frame size the env renders at")
@@ -48,14 +61,13 @@ def record(args: argparse.Namespace) -> int:
         frame_size = env.observation_space.shape[:2]
         fps = float(env.metadata.get("render_fps") or 30)
         with TrajectoryWriter(args.out, args.env, action_meanings(env), frame_size, fps) as writer:
-            first_seed = args.seed + writer.num_episodes
-            seeds = list(range(first_seed, first_seed + args.episodes))
+            seeds = seeds_to_record(writer.seeds, args.seed, args.episodes)
             committed, frames, started = 0, 0, time.perf_counter()
             bar = tqdm(total=args.episodes, unit="ep", desc=f"recording {args.env}", file=sys.stderr)
-            try:
-                episodes = record_episodes(
-                    env, policy, args.env, args.policy, seeds, args.max_steps, args.workers, args.frame_size
-                )
+            stop = StopRequest()
+            play = (env, policy, args.env, args.policy, seeds, args.max_steps, args.workers, args.frame_size)
+            # closing(): the workers stop and are joined before the file closes, whatever ends the loop.
+            with bar, stop, contextlib.closing(record_episodes(*play, stop)) as episodes:
                 for episode in episodes:
                     writer.add_episode(**episode)
                     committed += 1
@@ -68,11 +80,11 @@ def record(args: argparse.Namespace) -> int:
                         sys.stdout.flush()
                     bar.set_postfix(frames_per_s=f"{frames / (time.perf_counter() - started):.0f}")
                     bar.update(1)
-            except KeyboardInterrupt:
-                bar.close()
+                    if stop():
+                        break
+            if stop():
                 print(f"interrupted: kept {writer.num_episodes} episodes in {args.out}", file=sys.stderr)
                 return 130
-            bar.close()
             print(
                 f"recorded {committed} episodes ({frames} frames); {args.out} holds {writer.num_episodes}",
                 file=sys.stderr,
@@ -91,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     except (TrajectoryFormatError, PolicyError, RecordingError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # a second Ctrl-C: the writer's commit protocol keeps what was committed
+        print(f"interrupted: {args.out} keeps every episode committed so far", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -139,3 +139,19 @@ def test_real_game_follows_the_same_actions(tiny_checkpoint, monkeypatch):
     for action in [*session.env.context.replay_actions, *actions]:
         real, *_ = game.step(int(action))
     np.testing.assert_array_equal(session.real_frame, real)
+
+
+def test_the_real_game_beside_keeps_its_last_frame_once_its_episode_ends(tiny_checkpoint):
+    session = play.Session(WorldModelEnv(tiny_checkpoint), seed=1)
+    session.toggle_real()
+    for _ in range(400):  # standing still, Pacman is caught long before this
+        session.step(0)
+        if session.real_ended:
+            break
+    assert session.real_ended
+    last = session.real_frame.copy()
+    session.step(0)  # the learned game plays on; the real one, ended, is not stepped again
+    np.testing.assert_array_equal(session.real_frame, last)
+    session.toggle_real()
+    session.toggle_real()  # replayed from the start: it ends at the same frame, without an error
+    np.testing.assert_array_equal(session.real_frame, last)

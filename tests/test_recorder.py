@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import gymnasium as gym
 import h5py
 import numpy as np
 import pytest
@@ -15,42 +14,9 @@ import torch
 
 import recorder
 from recorder.record import make_recording_env, run_episode
+from tests.fake_game import FAKE_ENV_ID, FakeImageEnv
 
 ROOT = Path(__file__).resolve().parents[1]
-FAKE_ENV_ID = "tests.test_recorder:FakeImage-v0"
-
-
-class FakeImageEnv(gym.Env):
-    """A tiny seeded image game: frames encode the step, the action and seeded noise."""
-
-    metadata = {"render_modes": [], "render_fps": 15}
-
-    def __init__(self, size: int = 8, max_length: int = 12):
-        self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
-        self.action_space = gym.spaces.Discrete(5)
-        self.size, self.max_length = size, max_length
-
-    def _frame(self, action: int) -> np.ndarray:
-        frame = self.np_random.integers(0, 256, (self.size, self.size, 3), dtype=np.uint8)
-        frame[0, 0] = (self.t, action, 7)
-        return frame
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t, self.length = 0, int(self.np_random.integers(3, self.max_length))
-        return self._frame(0), {}
-
-    def step(self, action):
-        self.t += 1
-        return self._frame(int(action)), float(self.t), self.t >= self.length, False, {}
-
-    def get_action_meanings(self):
-        return ["NOOP", "UP", "RIGHT", "LEFT", "DOWN"]
-
-
-if FAKE_ENV_ID.split(":")[1] not in gym.registry:
-    # Registered at the model's frame size, so the adapter's resize leaves frames unchanged.
-    gym.register("FakeImage-v0", entry_point=FakeImageEnv, kwargs={"size": 64})
 
 
 def record_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -166,17 +132,14 @@ def test_cli_rejects_bad_input_with_one_clear_line(tmp_path):
         "image": ["--env", "CartPole-v1", "--out", out],
         "not an HDF5 file": ["--env", FAKE_ENV_ID, "--out", str(text_file)],
         "another layout": ["--env", FAKE_ENV_ID, "--out", str(other_layout)],
+        "cannot create": ["--env", FAKE_ENV_ID, "--out", str(text_file / "x.h5")],
         "unknown policy": ["--env", FAKE_ENV_ID, "--out", out, "--policy", "greedy"],
-        "outside 0..4": ["--env", FAKE_ENV_ID, "--out", out, "--policy", "tests.test_recorder:bad_policy"],
+        "outside 0..4": ["--env", FAKE_ENV_ID, "--out", out, "--policy", "tests.fake_game:bad_policy"],
     }
     for message, args in cases.items():
         result = record_cli(*args, "--episodes", "1")
         assert result.returncode == 2, (message, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
-
-
-def bad_policy(observation) -> int:
-    return 7
 
 
 def test_load_errors_name_the_file_and_the_problem(tmp_path):
