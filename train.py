@@ -57,6 +57,7 @@ from worldmodel.training import (
     keep_gradient_layout,
     launch_problem,
     learning_rate_schedule,
+    lock_run,
     make_accelerator,
     on_every_process,
     record_first_windows,
@@ -282,6 +283,7 @@ def main(argv=None) -> int:
                     f"{data_path} was recorded from {trajectories.env_id} but the config is for {config.env_id}; "
                     f"use the matching config or set env_id={trajectories.env_id}"
                 )
+        lock_run(run_dir)
         check_run_config(run_dir, config)
     except (ConfigError, RunMismatchError, recorder.TrajectoryFormatError) as error:
         print(f"train.py: error: {error}", file=sys.stderr)

@@ -432,3 +432,35 @@ def test_a_crafted_training_state_file_is_refused_unrun(
     error = capsys.readouterr().err
     assert planted in error and "nothing in it ran" in error and "Delete" in error
     assert not marker.exists()
+
+
+def test_a_second_trainer_on_a_running_run_is_refused(recorded_file, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    # Another process holds the run (a train.py still training it), reached through a symlink here.
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from worldmodel.training import lock_run; "
+         f"lock_run(Path({str(run_dir)!r})); print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=REPOSITORY,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        (tmp_path / "alias").symlink_to(run_dir)
+        arguments = ["--config", TINY, "--data", str(recorded_file), "--out", str(tmp_path / "alias")]
+        assert train.main(arguments) == 2
+        assert "being trained by another train.py" in capsys.readouterr().err
+        assert not (run_dir / "checkpoint").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_wrongly_typed_override_is_refused_before_any_training(recorded_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        train.main(["--config", TINY, "--data", str(recorded_file), "--out", str(out), "train.dit.steps=abc"])
+        == 2
+    )
+    assert "'train.dit.steps' must be an integer, got 'abc'" in capsys.readouterr().err
+    assert not (out / "state").exists()

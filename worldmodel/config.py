@@ -3,6 +3,7 @@ command-line overrides such as ``dit.num_layers=4`` or ``train.dit.steps=200``."
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 from dataclasses import dataclass, field
@@ -147,11 +148,34 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         )
         if dataclasses.is_dataclass(default):
             kwargs[key] = _build(type(default), value, f"{where}{key}.")
-        elif isinstance(default, tuple):
-            kwargs[key] = tuple(value)
         else:
-            kwargs[key] = value
+            kwargs[key] = _checked(value, default, f"{where}{key}")
     return cls(**kwargs)
+
+
+def _checked(value: Any, default: Any, name: str) -> Any:
+    """``value`` if it has the type of the field's ``default`` (an int where a float goes is fine),
+    else a ConfigError before any work starts: ``train.dit.steps=abc`` fails here, not after a stage."""
+    kinds = {bool: "true or false", int: "an integer", float: "a number", str: "a string", tuple: "a list"}
+    kind = type(default)
+    if kind is tuple:
+        ok = isinstance(value, list | tuple) and all(
+            isinstance(v, type(default[0])) and not isinstance(v, bool) for v in value
+        )
+        value = tuple(value) if ok else value
+    elif kind is float:
+        if isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        raise ConfigError(f"config key '{name}' must be {kinds.get(kind, kind.__name__)}, got {value!r}")
+    return value
 
 
 def _parse_override(text: str) -> tuple[list[str], Any]:

@@ -138,6 +138,9 @@ def recording_problem(path: Path) -> str | None:
     suffix = path.suffix.lower()
     if suffix not in (".gif", ".mp4"):
         return f"--record {path}: the file must end in .gif or .mp4"
+    folder = path.resolve().parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        return f"--record {path}: cannot write into {folder} (missing or not writable); choose another path"
     if suffix == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
         return (
             f"--record {path}: MP4 needs imageio-ffmpeg, which is not installed; install the video "

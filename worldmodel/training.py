@@ -4,6 +4,7 @@ is in worldmodel/training_state.py."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -23,7 +24,37 @@ MODEL_SECTIONS = ("env_id", "frame_size", "history_length", "vae", "dit", "heads
 
 
 class RunMismatchError(ValueError):
-    """An output directory that holds a run of another config."""
+    """An output directory that holds a run of another config, or that another train.py is using."""
+
+
+_run_locks: dict[Path, int] = {}  # held until the process exits; the kernel drops them on a kill
+
+
+def lock_run(run_dir: Path) -> None:
+    """One train.py per run directory, whatever path names it: a second one is refused, not mixed in.
+
+    Only the first process of a launch locks it; the others are the same run.
+    """
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    run_dir = run_dir.resolve()
+    if run_dir in _run_locks:  # this process holds it already (train.main called again)
+        return
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(run_dir / ".train.lock", os.O_CREAT | os.O_RDWR)
+    except OSError as error:
+        raise RunMismatchError(
+            f"cannot write the run directory {run_dir} ({error.strerror}); choose another --out"
+        ) from None
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise RunMismatchError(
+            f"{run_dir} is being trained by another train.py; wait for it to finish, stop it, or choose another --out"
+        ) from None
+    _run_locks[run_dir] = descriptor
 
 
 def check_run_config(run_dir: Path, config: WorldModelConfig) -> None:
