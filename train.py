@@ -340,6 +340,13 @@ def main(argv=None) -> int:
         except TrainingStateError as error:
             print(f"train.py: error: {error}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            print(
+                f"train.py: interrupted; the {name} stage's last save in {run_dir / 'state' / name} is kept: "
+                "run the same command to go on from it",
+                file=sys.stderr,
+            )
+            return 130
         done[name] = {
             "steps": steps,
             "seconds": round(seconds, 1),

@@ -294,3 +294,10 @@ def test_delta_psnr_is_the_psnr_gained_by_the_real_keys():
     generated[1] = 10  # one frame off by 10, one exact: mean squared error 50
     assert pooled_psnr(generated, frames) == pytest.approx(10 * np.log10(255**2 / 50))
     assert math.isnan(delta_psnr(rollouts(1), rollouts(10), 5))  # past the rollouts' end
+
+
+def test_more_episodes_than_the_file_holds_is_refused(tiny_checkpoint, held_out, tmp_path, capsys):
+    arguments = ["--checkpoint", str(tiny_checkpoint), "--data", str(held_out), "--out", str(tmp_path / "r")]
+    assert evaluate([*arguments, "--episodes", "500", "--quick"]) == 2
+    error = capsys.readouterr().err
+    assert "--episodes 500" in error and "holds only" in error

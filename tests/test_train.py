@@ -464,3 +464,19 @@ def test_a_wrongly_typed_override_is_refused_before_any_training(recorded_file, 
     )
     assert "'train.dit.steps' must be an integer, got 'abc'" in capsys.readouterr().err
     assert not (out / "state").exists()
+
+
+def test_ctrl_c_stops_training_and_keeps_the_last_save(recorded_file, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "train.py", "--config", TINY, "--data", str(recorded_file), "--out", str(out),
+               "--stage", "vae", "train.vae.steps=100000", "train.vae.save_every=1"]  # fmt: skip
+    process = subprocess.Popen(command, cwd=REPOSITORY, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "state" / "vae" / "progress.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, error = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "interrupted" in error and "Traceback" not in error
+    step = json.loads((out / "state" / "vae" / "progress.json").read_text())["step"]
+    assert step >= 1

@@ -2,6 +2,7 @@
 a real learning check, checkpoint round trips and the errors a user meets."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -373,3 +374,43 @@ def test_the_heads_stage_learns_rewards_and_ends_on_an_imbalanced_recording():
     reward_output, end_logit = heads(previous, following, actions)
     assert torch.equal(heads.reward(reward_output), rewards)
     assert torch.equal(torch.sigmoid(end_logit) > 0.5, terminated)
+
+
+def test_a_save_killed_midway_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    model, path = make_tiny_model(), tmp_path / "checkpoint"
+    model.save(path)
+    (path / "README.md").write_text("the card")
+    before = load(path).denoiser.transformer.proj_out.weight.clone()
+    torch.nn.init.normal_(model.denoiser.transformer.proj_out.weight, std=1.0)
+
+    def killed(self, directory, *args, **kwargs):  # the process dies while writing the heads
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(model.heads), "save_pretrained", killed)
+    with pytest.raises(KeyboardInterrupt):
+        model.save(path)
+    assert torch.equal(load(path).denoiser.transformer.proj_out.weight, before)
+    monkeypatch.undo()
+    model.save(path)  # the next save replaces it whole, the card carried over
+    assert torch.equal(
+        load(path).denoiser.transformer.proj_out.weight, model.denoiser.transformer.proj_out.weight
+    )
+    assert (path / "README.md").read_text() == "the card"
+
+
+def test_a_flipped_byte_in_a_weight_file_is_named(tmp_path):
+    path = tmp_path / "checkpoint"
+    make_tiny_model().save(path)
+    weights = path / "dit" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0x01  # inside the tensor data: safetensors itself would load it silently
+    weights.write_bytes(bytes(data))
+    with pytest.raises(
+        CheckpointError, match="diffusion_pytorch_model.safetensors does not match its checksum"
+    ):
+        load(path)
+
+
+def test_the_shipped_checkpoint_matches_its_checksums():
+    load("checkpoints/pacman-64")  # raises on any damaged or missing file
+    assert (Path("checkpoints/pacman-64") / "checksums.json").is_file()

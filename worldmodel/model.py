@@ -13,6 +13,7 @@ import torch
 from diffusers import AutoencoderDC, SanaTransformer2DModel
 from torch import nn
 
+from worldmodel.checkpoint_files import CheckpointFileError, interrupted_save_hint, publish, verify_checksums
 from worldmodel.config import FlowConfig, WorldModelConfig
 from worldmodel.dit import ActionConditioner, Denoiser, build_transformer, input_channels
 from worldmodel.flow import noise_history
@@ -199,18 +200,22 @@ class WorldModel(nn.Module):
 
     # ---- checkpoint ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        """Writes the checkpoint whole beside ``path`` and swaps it in (a kill never leaves half of one),
+        with a checksum of every file."""
         parts = {
             "vae": self.vae,
             "dit": self.denoiser.transformer,
             "conditioner": self.denoiser.conditioner,
             "heads": self.heads,
         }
-        for name, module in parts.items():
-            module.save_pretrained(path / name)
         record = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, **asdict(self.settings)}
-        (path / SETTINGS_FILE).write_text(json.dumps(record, indent=2))
+
+        def write(directory: Path) -> None:
+            for name, module in parts.items():
+                module.save_pretrained(directory / name)
+            (directory / SETTINGS_FILE).write_text(json.dumps(record, indent=2))
+
+        publish(Path(path), write)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> WorldModel:
@@ -218,6 +223,10 @@ class WorldModel(nn.Module):
         settings = read_settings(path)
         parts = {name: _load_part(path, name, part_cls) for name, part_cls in PARTS.items()}
         _check_parts_match(path, settings, parts)
+        try:  # last: a part from another config or in another format has the more precise message above
+            verify_checksums(path)
+        except CheckpointFileError as error:
+            raise CheckpointError(str(error)) from None
         model = cls(settings, parts["vae"], parts["dit"], parts["conditioner"], parts["heads"])
         return model.to(device).eval()
 
@@ -226,7 +235,7 @@ def read_settings(path: Path) -> WorldModelSettings:
     if not path.is_dir():
         raise CheckpointError(
             f"checkpoint directory {path} not found; pass the directory train.py wrote "
-            "(e.g. runs/pacman-64/checkpoint) or the shipped checkpoints/pacman-64"
+            f"(e.g. runs/pacman-64/checkpoint) or the shipped checkpoints/pacman-64{interrupted_save_hint(path)}"
         )
     settings_file = path / SETTINGS_FILE
     if not settings_file.is_file():

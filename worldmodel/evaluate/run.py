@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from worldmodel.evaluate import control, fidelity, report, speed
-from worldmodel.evaluate.episodes import choose_contexts, choose_windows, load_held_out
+from worldmodel.evaluate.episodes import EvaluationError, choose_contexts, choose_windows, load_held_out
 from worldmodel.evaluate.game_metrics import at_step, per_step_mean
 from worldmodel.evaluate.reward_end import reward_end_accuracy
 from worldmodel.evaluate.sections import DRIFT_MARKS, PARSED_ENV, families_section, long_play_section
@@ -100,6 +100,11 @@ def evaluate(
     model = WorldModel.load(checkpoint, device)
     settings = model.settings
     held_out = load_held_out(model, data, plan.episodes)
+    if episodes is not None and len(held_out) < episodes:
+        raise EvaluationError(
+            f"--episodes {episodes}: {data} holds only {len(held_out)} episodes long enough for the model's "
+            f"history; pass --episodes {len(held_out)} or record more held-out episodes"
+        )
     parsed = settings.env_id == PARSED_ENV
     rng = np.random.default_rng(seed)
     windows = choose_windows(held_out, settings.history_length, plan.windows, rng)
