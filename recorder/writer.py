@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import os
 import shutil
 import zlib
@@ -27,6 +26,7 @@ from recorder.format import (
     episode_checksums,
 )
 from recorder.hdf5_io import BROKEN_IN_THIS_PROCESS, hdf5_reason
+from recorder.locking import exclusive_lock
 from recorder.reader import load
 from recorder.superblock import clear_crashed_writer_flags
 
@@ -40,19 +40,16 @@ def lock_writer(path: Path) -> int:
     resolved path, so a symlink or another relative path to a file being written is refused."""
     real = Path(os.path.realpath(path))
     try:
-        fd = os.open(real.with_name(f".{real.name}.lock"), os.O_CREAT | os.O_RDWR, 0o644)
+        fd = exclusive_lock(real.with_name(f".{real.name}.lock"))
     except OSError as error:
         raise TrajectoryWriteError(
             f"{path}: cannot write in {real.parent} ({error.strerror}); choose another --out"
         ) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+    if fd is None:
         name = f"{path} (that is {real})" if real != Path(path).absolute() else f"{path}"
         raise TrajectoryFormatError(
             f"{name}: another recorder is writing to this file; wait for it or choose another --out"
-        ) from None
+        )
     return fd
 
 

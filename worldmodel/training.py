@@ -4,7 +4,6 @@ is in worldmodel/training_state.py."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from pathlib import Path
@@ -15,6 +14,7 @@ import yaml
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list, gather_object
 
+from recorder.locking import exclusive_lock
 from worldmodel.config import ConfigError, WorldModelConfig, config_from_dict, load_config
 from worldmodel.dit import Denoiser, with_more_inputs
 from worldmodel.model import WorldModel
@@ -42,18 +42,15 @@ def lock_run(run_dir: Path) -> None:
         return
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(run_dir / ".train.lock", os.O_CREAT | os.O_RDWR)
+        descriptor = exclusive_lock(run_dir / ".train.lock")
     except OSError as error:
         raise RunMismatchError(
             f"cannot write the run directory {run_dir} ({error.strerror}); choose another --out"
         ) from None
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(descriptor)
+    if descriptor is None:
         raise RunMismatchError(
             f"{run_dir} is being trained by another train.py; wait for it to finish, stop it, or choose another --out"
-        ) from None
+        )
     _run_locks[run_dir] = descriptor
 
 
