@@ -52,6 +52,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--fps", type=float, default=10.0, help="steps per second shown (and of the recording)"
     )
     parser.add_argument("--device", default="cpu", help="torch device of the world model, e.g. cuda")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads; 1 (default) stays fast when other programs share the CPU",
+    )
     args = parser.parse_args(argv)
     if args.scale < 1 or args.fps <= 0 or (args.steps is not None and args.steps < 0):
         parser.error("--scale and --fps must be positive and --steps not negative")
@@ -232,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     from worldmodel.env import WorldModelEnv  # after the checks above: loading torch takes seconds
 
     try:
-        env = WorldModelEnv(args.checkpoint, context=args.context, device=args.device)
+        env = WorldModelEnv(args.checkpoint, context=args.context, device=args.device, threads=args.threads)
     except ValueError as error:  # a missing or foreign checkpoint, or a context file of another game
         print(f"play.py: {error}", file=sys.stderr)
         return 2

@@ -319,3 +319,18 @@ def test_the_batched_env_says_how_to_reach_each_copys_start_in_the_real_game(mod
             frame, *_ = game.step(int(action))
         np.testing.assert_array_equal(frame, observations[index])
     batched.close()
+
+
+def test_threads_reach_torch(model):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        WorldModelEnv(model, threads=2)
+        assert torch.get_num_threads() == 2
+        WorldModelVectorEnv(2, model)  # the default: one thread, fast on a shared CPU
+        assert torch.get_num_threads() == 1
+        with pytest.raises(ValueError, match="threads must be at least 1"):
+            WorldModelEnv(model, threads=0)
+    finally:
+        torch.set_num_threads(before)

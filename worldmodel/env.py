@@ -20,6 +20,24 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "p
 TRAIN_COMMAND = "python train.py --config configs/pacman-64.yaml --data data/pacman.h5 --out runs/pacman-64"
 
 
+DEFAULT_THREADS = 1  # see use_threads
+
+
+def use_threads(threads: int | None, device: str | torch.device = "cpu") -> None:
+    """Sets torch's CPU threads for this process (None: DEFAULT_THREADS on the CPU, torch's own
+    setting when the model runs on a GPU).
+
+    One thread by default: a step of this small model gains little from a second, and when another
+    program shares the CPU torch's threads spin-wait for each other and a step gets many times slower.
+    """
+    if threads is None and torch.device(device).type != "cpu":
+        return
+    threads = DEFAULT_THREADS if threads is None else int(threads)
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+
+
 def load_world_model(checkpoint: str | Path | WorldModel | None, device: str | torch.device) -> WorldModel:
     """The model at ``checkpoint`` (a directory, or an already loaded model to share between envs)."""
     if isinstance(checkpoint, WorldModel):
@@ -236,11 +254,13 @@ class WorldModelEnv(SamplingSettings, gymnasium.Env):
         render_mode: str | None = None,
         window_scale: int = 8,
         end_threshold: float | None = None,
+        threads: int | None = None,
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
                 f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
             )
+        use_threads(threads, device)
         self.model = load_world_model(checkpoint, device)
         self.settings = self.model.settings
         size = self.settings.frame_size

@@ -20,6 +20,7 @@ from worldmodel.env import (
     load_world_model,
     make_context_source,
     real_game_start,
+    use_threads,
 )
 from worldmodel.model import WorldModel
 
@@ -51,6 +52,7 @@ class WorldModelVectorEnv(SamplingSettings, VectorEnv):
         device: str | torch.device = "cpu",
         render_mode: str | None = None,
         end_threshold: float | None = None,
+        threads: int | None = None,
     ):
         if num_envs < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
@@ -58,6 +60,7 @@ class WorldModelVectorEnv(SamplingSettings, VectorEnv):
             raise ValueError(
                 f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
             )
+        use_threads(threads, device)
         self.model = load_world_model(checkpoint, device)
         self.settings = self.model.settings
         self.num_envs = num_envs
