@@ -51,3 +51,18 @@ def test_a_new_agent_acts_on_stacked_real_frames(tmp_path):
     assert observation.shape == (2, 64, 64, 3 * recipe.frame_stack)
     actions, _ = agent.predict(observation)
     assert actions.shape == (2,) and ((actions >= 0) & (actions < 5)).all()
+
+
+def test_the_real_game_agent_alone_checks_the_recipe(tmp_path):
+    out = tmp_path / "recipe"
+    arguments = ["--agents", "real", "--out", str(out), "--steps", "32", "--envs", "2", "--episodes", "2",
+                 "--curve-every", "32", "--curve-episodes", "1"]  # fmt: skip
+    threads = torch.get_num_threads()
+    try:
+        assert dream(arguments) == 0
+    finally:
+        torch.set_num_threads(threads)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "real_mean_return" in metrics and "dream" not in metrics and "dream_to_real_ratio" not in metrics
+    report = (out / "report.md").read_text()
+    assert "PPO trained in the real game" in report and "learned game |" not in report

@@ -39,6 +39,7 @@ def write(out: Path, metrics: dict, gif_frames: np.ndarray | None) -> None:
         f"{_cell(metrics[kind]['return_interval'][1])} | {_cell(metrics[kind]['mean_pellets'])} | "
         f"{_cell(metrics[kind]['mean_length'])} |"
         for kind, name in AGENTS
+        if kind in metrics
     ]
     lines = [
         "# An agent trained in the dream, scored in the real game",
@@ -52,11 +53,14 @@ def write(out: Path, metrics: dict, gif_frames: np.ndarray | None) -> None:
                 *rows,
             ]
         ),
-        f"Dream-trained return as a share of the real-trained one: {_cell(100 * metrics['dream_to_real_ratio'])}%.",
-        "![learning curve](learning_curve.png) ![the dream-trained agent in the real game](dream_agent.gif)",
+        f"Dream-trained return as a share of the real-trained one: {_cell(100 * metrics['dream_to_real_ratio'])}%."
+        if "dream_to_real_ratio" in metrics
+        else "",
+        "![learning curve](learning_curve.png)"
+        + (" ![the dream-trained agent in the real game](dream_agent.gif)" if gif_frames is not None else ""),
         f"Produced by:\n\n```\n{metrics['command']}\n```",
     ]
-    (out / "report.md").write_text("\n\n".join(lines) + "\n")
+    (out / "report.md").write_text("\n\n".join(line for line in lines if line) + "\n")
 
 
 def plot_curves(path: Path, curves: dict) -> None:
