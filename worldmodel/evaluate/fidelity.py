@@ -56,6 +56,16 @@ class Rollouts:
     real: np.ndarray  # (B, T, H, W, 3) uint8, zeros past each rollout's end
     valid: np.ndarray  # (B, T) bool: the real game had this frame
 
+    def head(self, count: int) -> Rollouts:
+        """The first ``count`` rollouts (each rollout depends only on its own start and generator)."""
+        return Rollouts(
+            self.contexts[:count],
+            self.actions[:count],
+            self.generated[:count],
+            self.real[:count],
+            self.valid[:count],
+        )
+
 
 @torch.no_grad()
 def free_run(
