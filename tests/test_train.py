@@ -25,7 +25,7 @@ import train
 from worldmodel.config import load_config
 from worldmodel.data import build_latent_cache
 from worldmodel.model import WorldModel, load
-from worldmodel.training_state import EMA_FILE, read_ema_state
+from worldmodel.training.state import EMA_FILE, read_ema_state
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TINY = str(REPOSITORY / "configs" / "tiny.yaml")

@@ -64,11 +64,6 @@ def load_training_state(accelerator, state_dir: Path, ema) -> dict | None:
 # ---- loading nothing that can run code ------------------------------------------------------------------
 # accelerate pickles optimiser, schedule and RNG states (torch.save) and reads them weights-only, which
 # refuses anything but tensors, numbers and containers. Objects registered with register_for_checkpointing
-
-
-# ---- loading nothing that can run code ------------------------------------------------------------------
-# accelerate pickles optimiser, schedule and RNG states (torch.save) and reads them weights-only, which
-# refuses anything but tensors, numbers and containers. Objects registered with register_for_checkpointing
 # it would unpickle in full, so the EMA is kept here instead, as safetensors with JSON counters.
 EMA_FILE = "ema.safetensors"
 LEGACY_EMA_FILE = "custom_checkpoint_0.pkl"  # the EMA as accelerate saved it before EMA_FILE existed

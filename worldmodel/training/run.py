@@ -1,0 +1,148 @@
+"""A run of train.py once its arguments are read: the recording and run directory checked, the
+processes started, the model it starts from, and each stage trained and saved into the checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+import recorder
+from worldmodel.config import ConfigError, WorldModelConfig, config_from_dict
+from worldmodel.dit import Denoiser, with_more_inputs
+from worldmodel.model import SamplerDefaults, WorldModel
+from worldmodel.training.loop import state_dir
+from worldmodel.training.processes import launch_problem, make_accelerator
+from worldmodel.training.run_directory import check_run_config, lock_run, model_differences
+from worldmodel.training.stages import STAGE_TRAINERS
+
+
+class RunSetupError(ValueError):
+    """A run that cannot start as asked: too few recorded episodes, or fewer processes than launched."""
+
+
+class TrainingRun:
+    """One run directory trained from one recorded file under one config, stage by stage.
+
+    Made in steps, so that a command can report between them: ``TrainingRun(...)`` checks what can be
+    checked before any work, ``start_processes()``, ``load_model()``, then ``train(stage)`` for each
+    stage and ``finish()``.
+    """
+
+    def __init__(self, config: WorldModelConfig, data_path: Path, run_dir: Path):
+        """Raises ConfigError, RunMismatchError, TrajectoryFormatError or RunSetupError, naming the fix."""
+        self.config, self.data_path, self.run_dir = config, data_path, run_dir
+        self.checkpoint_dir = run_dir / "checkpoint"
+        with recorder.load(data_path) as trajectories:
+            self.num_episodes, self.action_meanings = len(trajectories), list(trajectories.action_meanings)
+            self.episode_seeds = trajectories.seeds.tolist()
+            if trajectories.env_id != config.env_id:
+                raise ConfigError(
+                    f"{data_path} was recorded from {trajectories.env_id} but the config is for {config.env_id}; "
+                    f"use the matching config or set env_id={trajectories.env_id}"
+                )
+        lock_run(run_dir)
+        check_run_config(run_dir, config)
+        if self.num_episodes < 2:
+            raise RunSetupError(
+                f"{data_path} holds {self.num_episodes} episode(s); record at least 2 "
+                "(one is held out for evaluation)"
+            )
+        self.accelerator = self.model = None
+        self.train_ids: list[int] = []
+        self.held_out_ids: list[int] = []
+
+    def start_processes(self) -> None:
+        """This process's accelerator: bf16 where the config says "auto" and a GPU has it; raises
+        RunSetupError when the launcher started fewer processes than were asked for."""
+        mixed = self.config.train.mixed_precision
+        if mixed == "auto":
+            mixed = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+        self.accelerator = make_accelerator(mixed, self.run_dir)
+        if problem := launch_problem(self.accelerator):
+            raise RunSetupError(problem)
+
+    def processes_line(self) -> str:
+        accelerator = self.accelerator
+        return (
+            f"{accelerator.num_processes} process(es) ({accelerator.distributed_type.value}), "
+            f"device {accelerator.device}, mixed precision {accelerator.mixed_precision}"
+        )
+
+    def load_model(self, init_from: str | None = None) -> None:
+        """The model the run trains: its own checkpoint once it has one, else ``init_from``'s weights
+        (CheckpointError or ConfigError where they do not fit), else new weights from the config."""
+        config, accelerator = self.config, self.accelerator
+        accelerator.init_trackers("logs")
+        torch.manual_seed(config.train.seed + accelerator.process_index)
+        self.train_ids, self.held_out_ids = recorder.split_episodes(  # a seed never on both sides
+            self.num_episodes, config.train.held_out_fraction, config.train.seed, seeds=self.episode_seeds
+        )
+        if (self.checkpoint_dir / "world_model.json").is_file():
+            model = WorldModel.load(self.checkpoint_dir)
+        elif init_from:
+            model = initial_model(init_from, config, self.action_meanings)
+        else:
+            model = WorldModel.from_config(config, self.action_meanings)
+        model.settings.config = config.to_dict()
+        # Sampling defaults follow the config, so a retuned flow section reaches the checkpoint.
+        model.settings.sampler = SamplerDefaults.from_flow(config.flow)
+        self.model = model
+        self.stage_records = model.settings.training.setdefault("stages", {})
+
+    def state_dir(self, name: str) -> Path:
+        return state_dir(self.run_dir, name)
+
+    def train(self, name: str) -> None:
+        """Trains stage ``name`` from its last save and writes the checkpoint with its record; raises
+        TrainingStateError for a saved state that cannot be resumed safely."""
+        stage, accelerator = getattr(self.config.train, name), self.accelerator
+        accelerator.gradient_accumulation_steps = stage.gradient_accumulation_steps
+        steps, seconds = STAGE_TRAINERS[name](self, stage)
+        self.stage_records[name] = {
+            "steps": steps,
+            "seconds": round(seconds, 1),
+            "data": str(self.data_path),
+            "train_episodes": len(self.train_ids),
+            "device": str(accelerator.device),
+            "processes": accelerator.num_processes,  # each drew its own batch of stage.batch_size a step
+        }
+        if accelerator.is_main_process:
+            self.model.save(self.checkpoint_dir)
+            print(
+                f"[{name}] done: {steps} steps in {seconds / 60:.1f} min; checkpoint at {self.checkpoint_dir}"
+            )
+
+    def finish(self) -> None:
+        self.accelerator.end_training()
+
+
+def initial_model(path: str, config, action_meanings: list[str]) -> WorldModel:
+    """A trained checkpoint to continue from under ``config``, its denoiser widened for action planes
+    when the config adds them and padded as the config's ``dit.wrap_edges`` says."""
+    model = WorldModel.load(path)
+    trained = config_from_dict(model.settings.config)
+    # The differences the trained weights can take: planes the denoiser lacks, added by widening it,
+    # and the convolutions' padding, which is no weight.
+    trained.dit.action_planes = config.dit.action_planes or model.denoiser.action_planes
+    trained.dit.wrap_edges = config.dit.wrap_edges
+    differences = model_differences(trained, config)
+    if differences or model.settings.action_meanings != action_meanings:
+        raise ConfigError(
+            f"--init-from {path} was trained with another model config (different: "
+            f"{', '.join(differences) or 'actions'}); only dit.action_planes may be added and "
+            "dit.wrap_edges changed"
+        )
+    # The new run's stage records replace the source's; keep those, and what the source itself was
+    # initialised from, as the weights' history.
+    source = model.settings.training
+    model.settings.training["initialised_from"] = {
+        "checkpoint": str(path),
+        "stages": dict(source.get("stages", {})),
+        **({"initialised_from": source["initialised_from"]} if "initialised_from" in source else {}),
+    }
+    transformer = model.denoiser.transformer
+    if config.dit.action_planes and not model.denoiser.action_planes:
+        transformer = with_more_inputs(transformer, model.settings.num_actions)
+    model.denoiser = Denoiser(transformer, model.denoiser.conditioner, config.dit.wrap_edges)
+    return model

@@ -1,0 +1,128 @@
+"""The three training stages, each a batch loss and a held-out evaluation handed to the shared loop:
+the autoencoder on recorded frames (vae), the denoiser on cached latents (dit), the reward/end heads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import torch
+
+import recorder
+from worldmodel.config import ConfigError
+from worldmodel.data import LatentCache, build_latent_cache
+from worldmodel.flow import flow_matching_loss
+from worldmodel.heads import RewardEndHeads, best_end_threshold, end_weight, heads_loss, reward_values_of
+from worldmodel.samples import dit_samples, heads_metrics, vae_samples
+from worldmodel.training.loop import StageLoop, random_rows
+from worldmodel.vae import frames_to_tensor, measure_scaling_factor, reconstruction_loss
+
+if TYPE_CHECKING:
+    from worldmodel.training.run import TrainingRun
+
+
+def train_vae(run: TrainingRun, stage) -> tuple[int, float]:
+    """Trains the autoencoder, then measures the latent scaling factor on a sample of the frames."""
+    model, accelerator = run.model, run.accelerator
+    frames = recorder.WindowDataset(run.data_path, window=1, episodes=run.train_ids)
+    if len(frames) < stage.batch_size:  # the loader drops incomplete batches: it would hold none
+        raise ConfigError(
+            f"the training episodes of {run.data_path} hold {len(frames)} frames, fewer than "
+            f"train.vae.batch_size={stage.batch_size}; lower it or record more episodes"
+        )
+    loader = torch.utils.data.DataLoader(
+        frames,
+        batch_size=stage.batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=run.config.train.num_workers,
+    )
+    batches = epoch_after_epoch(accelerator.prepare(loader))
+
+    def vae_loss(vae, _draw):  # the loader shuffles the frames, so the draw's seed goes unused
+        batch = next(batches)
+        pixels = frames_to_tensor(batch["frames"][:, 0])  # (B, 3, H, W)
+        windows = torch.stack([batch["episode"], batch["frame_index"]], dim=1).cpu().numpy()
+        return reconstruction_loss(vae(pixels).sample, pixels), windows
+
+    evaluate = vae_samples(run.data_path, run.held_out_ids, run.run_dir)
+    loop = StageLoop("vae", model.vae, stage, run.run_dir, accelerator)
+    vae, steps, seconds = loop.run(vae_loss, evaluate, run.config.train.seed)
+    sample = torch.stack([frames[i]["frames"][0] for i in range(0, len(frames), max(1, len(frames) // 512))])
+    vae.eval()
+    vae.register_to_config(scaling_factor=measure_scaling_factor(vae, sample))
+    model.vae = vae
+    return steps, seconds
+
+
+def epoch_after_epoch(loader) -> Iterator[dict]:
+    """The loader's batches without end, a fresh pass (and shuffle) begun when one runs out."""
+    while True:
+        yield from loader
+
+
+def latent_cache(run: TrainingRun) -> LatentCache:
+    """The recording encoded by the run's autoencoder, built once and kept in the run directory."""
+    run.model.vae.eval()
+    stale = run.run_dir / "latents.pt"  # the cache of an earlier train.py, a pickle: never read
+    if stale.is_file() and run.accelerator.is_main_process:
+        print(f"note: {stale} is an old latent cache that is no longer read; delete it to free the space")
+    with run.accelerator.main_process_first():  # one process encodes and writes the cache; the others read it
+        return build_latent_cache(
+            run.model.vae,
+            run.data_path,
+            run.run_dir / "latents.safetensors",
+            show_progress=run.accelerator.is_main_process,
+        )
+
+
+def train_dit(run: TrainingRun, stage) -> tuple[int, float]:
+    """Trains the denoiser by flow matching on windows of cached latents."""
+    model, config, device = run.model, run.config, run.accelerator.device
+    cache = latent_cache(run)
+    rows = cache.window_starts(run.train_ids, config.history_length)
+
+    def dit_loss(denoiser, draw):
+        windows = random_rows(rows, stage.batch_size, draw)
+        history, target, actions = cache.history_batch(windows, config.history_length, config.actions_seen)
+        loss = flow_matching_loss(
+            denoiser, target.to(device), history.to(device), actions.to(device), config.flow
+        )
+        return loss, windows
+
+    evaluate = dit_samples(model, cache, run.data_path, run.held_out_ids, run.run_dir)
+    loop = StageLoop("dit", model.denoiser, stage, run.run_dir, run.accelerator)
+    model.denoiser, steps, seconds = loop.run(dit_loss, evaluate, config.train.seed)
+    return steps, seconds
+
+
+def train_heads(run: TrainingRun, stage) -> tuple[int, float]:
+    """Trains the reward and end heads on cached transitions, then picks the end head's threshold."""
+    model, device = run.model, run.accelerator.device
+    cache = latent_cache(run)
+    rows = cache.transitions(run.train_ids)
+    values = reward_values_of(cache.rewards)  # the rewards the game pays, as the file holds them
+    if model.heads.config.reward_values != values:
+        heads = model.heads.config
+        model.heads = RewardEndHeads(heads.latent_channels, heads.num_actions, heads.hidden_channels, values)
+    weight = end_weight(cache.transition_batch(rows)[4])
+
+    def head_loss(heads, draw):
+        windows = random_rows(rows, stage.batch_size, draw)
+        batch = cache.transition_batch(windows)
+        return heads_loss(heads, *(part.to(device) for part in batch), end_weight=weight), windows
+
+    evaluate = heads_metrics(cache, run.held_out_ids)
+    loop = StageLoop("heads", model.heads, stage, run.run_dir, run.accelerator)
+    model.heads, steps, seconds = loop.run(head_loss, evaluate, run.config.train.seed)
+    # Where the end head says "ended": the threshold that scores best on the held-out episodes.
+    previous, following, actions, _, terminated = cache.transition_batch(cache.transitions(run.held_out_ids))
+    with torch.no_grad():
+        _, end_logit = model.heads(*(part.to(device) for part in (previous, following, actions)))
+    model.heads.register_to_config(
+        end_threshold=best_end_threshold(torch.sigmoid(end_logit).cpu(), terminated)
+    )
+    return steps, seconds
+
+
+STAGE_TRAINERS = {"vae": train_vae, "dit": train_dit, "heads": train_heads}
