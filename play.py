@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 import envs
-from worldmodel.play_ui import (
-    Recorder,
+from playui import (
     Screen,
+    SessionRecorder,
     display_problem,
     pygame,
     recording_problem,
@@ -178,7 +178,7 @@ def play(args: argparse.Namespace, env) -> None:
         fit_within=None if args.headless else usable_screen_size(),
         headless=args.headless,
     )
-    recorder = Recorder(args.record, args.fps) if args.record else None
+    recording = SessionRecorder(args.record, args.fps) if args.record else None
     player = scripted_player(args.policy, env, args.seed) if args.headless else None
     window, clock = None, pygame.time.Clock()
     if not args.headless:
@@ -200,8 +200,8 @@ def play(args: argparse.Namespace, env) -> None:
                     held_keys.remove(event.key)
         lines = session.status_line() if args.headless else session.panel_lines(state["paused"])
         surface = screen.compose(session.frame, session.real_frame, lines)
-        if recorder is not None and stepped:
-            recorder.add(surface)
+        if recording is not None and stepped:
+            recording.add(surface)
         if window is not None:
             if state["resized"]:
                 window = pygame.display.set_mode(screen.size(session.real_frame is not None))
@@ -218,9 +218,9 @@ def play(args: argparse.Namespace, env) -> None:
             total_steps += 1
         state["step_once"] = False
     print(f"played {total_steps} steps, score {session.score:.0f}, {session.steps_per_second():.1f} steps/s")
-    if recorder is not None:
-        recorder.save()
-        print(f"recorded {len(recorder.frames)} frames to {args.record}")
+    if recording is not None:
+        recording.save()
+        print(f"recorded {len(recording.frames)} frames to {args.record}")
 
 
 def main(argv: list[str] | None = None) -> int:

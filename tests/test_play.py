@@ -12,8 +12,8 @@ import pytest
 
 import envs
 import play
+from playui import PANEL_HEIGHT, PANEL_WIDTH, SCREEN_MARGIN, STATUS_HEIGHT, pygame
 from worldmodel.env import WorldModelEnv
-from worldmodel.play_ui import PANEL_HEIGHT, PANEL_WIDTH, SCREEN_MARGIN, STATUS_HEIGHT, pygame
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 
