@@ -140,10 +140,13 @@ class Session:
 
 
 def scripted_player(policy: str, env, seed: int | None):
-    if policy == "explore" and env.settings.env_id == "Pacman-v0":
-        return envs.Explorer(seed)  # reads Pacman off the learned frames, as it does off real ones
-    rng = np.random.default_rng(seed)
-    return lambda frame: int(rng.integers(env.action_space.n))
+    if policy == "explore":  # Pacman's explorer reads him off the learned frames, as off real ones
+        return game_spec_of(env).scripted_player(seed)
+    return envs.UniformRandomPlayer(env.action_space.n, seed)
+
+
+def game_spec_of(env) -> envs.GameSpec:
+    return envs.game_spec(env.settings.env_id, env.settings.action_meanings)
 
 
 def handle_key(key: int, session: Session, state: dict) -> None:
@@ -168,7 +171,7 @@ def handle_key(key: int, session: Session, state: dict) -> None:
 
 
 def play(args: argparse.Namespace, env) -> None:
-    session = Session(env, args.seed)
+    session, game = Session(env, args.seed), game_spec_of(env)
     if not args.headless:
         pygame.display.init()
     screen = Screen(
@@ -194,7 +197,7 @@ def play(args: argparse.Namespace, env) -> None:
                     state["running"] = False
                 elif event.type == pygame.KEYDOWN:
                     handle_key(event.key, session, state)
-                    if event.key in envs.KEY_ACTIONS:
+                    if event.key in game.key_actions:
                         held_keys.append(event.key)
                 elif event.type == pygame.KEYUP and event.key in held_keys:
                     held_keys.remove(event.key)
@@ -213,7 +216,7 @@ def play(args: argparse.Namespace, env) -> None:
             break
         stepped = not state["paused"] or state["step_once"]
         if stepped and state["running"]:
-            action = player(session.frame) if player else envs.action_from_keys(held_keys)
+            action = player(session.frame) if player else game.action_from_keys(held_keys)
             session.step(action)
             total_steps += 1
         state["step_once"] = False

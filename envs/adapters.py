@@ -1,8 +1,9 @@
 """Makes any Gymnasium game with image frames and discrete actions recordable by the project.
 
-Frames are resized to the model's square size; Pac-Man-family games get our five actions. The
-wrappers record their arguments, so ``env.spec`` rebuilds the whole stack (``gymnasium.make(spec)``):
-that is what a Minari export stores to recover the recorded env.
+Frames are resized to the model's square size; a game gets the actions of its ``envs.games`` spec
+(Ms. Pac-Man: our five, found by name among its nine). The wrappers record their arguments, so
+``env.spec`` rebuilds the whole stack (``gymnasium.make(spec)``): that is what a Minari export
+stores to recover the recorded env.
 """
 
 import gymnasium
@@ -11,6 +12,7 @@ from gymnasium import spaces
 from gymnasium.utils import RecordConstructorArgs
 from PIL import Image
 
+from envs.games import game_action_meanings, game_spec, register_game_package
 from envs.maze import ACTION_MEANINGS
 
 
@@ -62,10 +64,7 @@ def make_env(env_id: str, frame_size: int = 64, **kwargs) -> gymnasium.Env:
     """
     if not isinstance(frame_size, int) or frame_size < 1:
         raise ValueError(f"frame_size must be a positive int (e.g. 64), got {frame_size!r}.")
-    if env_id.startswith("ALE/"):
-        import ale_py
-
-        gymnasium.register_envs(ale_py)
+    register_game_package(env_id)
     try:
         env = gymnasium.make(env_id, **kwargs)
     except gymnasium.error.Error as error:
@@ -95,20 +94,11 @@ def make_env(env_id: str, frame_size: int = 64, **kwargs) -> gymnasium.Env:
             "Box(0, 255, (H, W, 3), uint8) observations (e.g. an ALE game or Pacman-v0)."
         )
 
-    game_meanings = _game_action_meanings(env)
-    if "pacman" in env_id.lower() and len(game_meanings) > len(ACTION_MEANINGS):
+    game_meanings = game_action_meanings(env)
+    spec = game_spec(env_id, game_meanings)
+    if spec.action_meanings != tuple(game_meanings):  # Ms. Pac-Man: Pacman's five of its nine
         env = FiveActions(env, game_meanings)
-        game_meanings = list(ACTION_MEANINGS)
+        game_meanings = list(spec.action_meanings)
     if observation_space.shape[:2] != (frame_size, frame_size):
         env = ResizeFrame(env, frame_size)
     return LabelledActions(env, tuple(game_meanings))
-
-
-def _game_action_meanings(env: gymnasium.Env) -> list[str]:
-    """The game's own action names, or ACTION_<i> when it has none."""
-    unwrapped = env.unwrapped
-    if hasattr(unwrapped, "action_meanings"):
-        return list(unwrapped.action_meanings)
-    if hasattr(unwrapped, "get_action_meanings"):
-        return list(unwrapped.get_action_meanings())
-    return [f"ACTION_{index}" for index in range(int(env.action_space.n))]

@@ -13,6 +13,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+import envs
 from recorder.format import TrajectoryFormatError
 from recorder.reader import load
 from recorder.record import RecordingError, make_recording_env
@@ -89,7 +90,8 @@ def export_minari(
                 )
             )
         # Rebuilding the env needs this project (its adapters and Pacman-v0), and ale-py for ALE games.
-        requirements = ["pacman-worldmodel"] + (["ale-py"] if trajectories.env_id.startswith("ALE/") else [])
+        package = envs.gymnasium_package(trajectories.env_id)
+        requirements = ["pacman-worldmodel"] + ([package] if package else [])
         with warnings.catch_warnings():
             for field in PUBLISHING_FIELDS:
                 if publishing.get(field) is None:

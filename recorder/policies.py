@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+import envs
 from recorder.humanlike import HumanLikePlayer
 from recorder.mixture import MIX_PREFIX, MixturePolicy, parse_mixture
 
@@ -49,13 +50,14 @@ class StickyRandomPolicy(RandomPolicy):
 
 
 class HumanPolicy:
-    """A pygame window showing the upscaled frame; keys become actions through the shared key map.
+    """A pygame window showing the upscaled frame; keys become actions through the game's key map
+    (``GameSpec.action_from_keys``; Pacman's when none is given).
 
     Closing the window or pressing ESC sets `stop_requested`: the recorder saves the current
     episode and stops.
     """
 
-    def __init__(self, fps: float, scale: int = 8):
+    def __init__(self, fps: float, scale: int = 8, action_from_keys=envs.action_from_keys):
         if os.environ.get("SDL_VIDEODRIVER") == "dummy" or not (
             os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
         ):
@@ -63,8 +65,6 @@ class HumanPolicy:
                 "the human policy needs a display; run it on a desktop, or pick --policy explore"
             )
         import pygame
-
-        from envs import action_from_keys
 
         self._pygame, self._action_from_keys = pygame, action_from_keys
         pygame.display.init()  # not pygame.init(): that starts audio too, which nothing here plays
@@ -111,6 +111,7 @@ def make_policy(name: str, env, seed: int = 0, env_id: str | None = None):
     """Build the policy called `name` for `env`; a policy is `policy(observation) -> int`, with optional `reset(seed)`."""
     num_actions = int(env.action_space.n)
     env_id = env_id or (env.spec.id if env.spec else "")
+    game = envs.game_spec(env_id, envs.game_action_meanings(env))
     if name.startswith(MIX_PREFIX):
         try:
             weights = parse_mixture(name)
@@ -123,19 +124,19 @@ def make_policy(name: str, env, seed: int = 0, env_id: str | None = None):
     if name == "sticky":
         return StickyRandomPolicy(num_actions, seed)
     if name == "humanlike":
-        if env_id.startswith("Pacman"):
+        if game.has_game_state:  # it reads Pacman and the walls off the frames with the parser
             return HumanLikePlayer(seed)
-        return StickyRandomPolicy(num_actions, seed)  # the frame reader knows only our Pacman
+        return StickyRandomPolicy(num_actions, seed)
     if name == "explore":
-        if env_id.startswith("Pacman"):
-            from envs import Explorer
-
-            return Explorer(seed)
+        if game.explorer is not None:
+            return game.explorer(seed)
         return StickyRandomPolicy(num_actions, seed)
     if name == "random":
         return RandomPolicy(num_actions, seed)
     if name == "human":
-        return HumanPolicy(fps=float(env.metadata.get("render_fps") or 15))
+        return HumanPolicy(
+            float(env.metadata.get("render_fps") or 15), action_from_keys=game.action_from_keys
+        )
     if ":" in name:
         return _load_callable(name)
     raise PolicyError(f"unknown policy {name!r}; choose one of {', '.join(POLICY_NAMES)}")

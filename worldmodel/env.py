@@ -87,13 +87,13 @@ class RealGameContext:
         if self._game is None:
             self._game = envs.make_env(self.settings.env_id, frame_size=self.settings.frame_size)
         seed, policy_seed = (int(value) for value in rng.integers(2**31, size=2))
-        # The explorer reads our Pacman's frames; any other game gets uniform random actions.
-        explorer = envs.Explorer(policy_seed) if self.settings.env_id == "Pacman-v0" else None
-        policy_rng = np.random.default_rng(policy_seed)
+        # The game's explorer where it has one (Pacman's reads its frames), else uniform random actions.
+        game = envs.game_spec(self.settings.env_id, self.settings.action_meanings)
+        player = game.scripted_player(policy_seed)
         frame, _ = self._game.reset(seed=seed)
         frames, actions = [frame], [recorder.RESET_ACTION]
         for _ in range(self.settings.history_length - 1):
-            action = explorer(frame) if explorer else int(policy_rng.integers(self.settings.num_actions))
+            action = player(frame)
             frame, *_ = self._game.step(action)
             frames.append(frame)
             actions.append(action)

@@ -11,11 +11,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+import envs
 from worldmodel.evaluate import control, fidelity, report, speed
 from worldmodel.evaluate.episodes import EvaluationError, choose_contexts, choose_windows, load_held_out
 from worldmodel.evaluate.game_metrics import at_step, per_step_mean
 from worldmodel.evaluate.reward_end import reward_end_accuracy
-from worldmodel.evaluate.sections import DRIFT_MARKS, PARSED_ENV, families_section, long_play_section
+from worldmodel.evaluate.sections import DRIFT_MARKS, families_section, long_play_section
 from worldmodel.model import WorldModel
 
 STAGES = (
@@ -105,7 +106,7 @@ def evaluate(
             f"--episodes {episodes}: {data} holds only {len(held_out)} episodes long enough for the model's "
             f"history; pass --episodes {len(held_out)} or record more held-out episodes"
         )
-    parsed = settings.env_id == PARSED_ENV
+    parsed = envs.game_spec(settings.env_id, settings.action_meanings).has_game_state
     rng = np.random.default_rng(seed)
     windows = choose_windows(held_out, settings.history_length, plan.windows, rng)
     contexts = choose_contexts(
@@ -133,7 +134,7 @@ def evaluate(
     families_section(model, held_out, plan, seed, out, metrics, curves)
     if not parsed:
         notes.append(
-            f"Pacman's tile, the ghosts and long play skipped: parse_frame reads only {PARSED_ENV} frames."
+            f"Pacman's tile, the ghosts and long play skipped: no frame parser reads {settings.env_id} frames."
         )
     stage("long play")
     if parsed:

@@ -14,7 +14,6 @@ from worldmodel.evaluate.drift import drift
 from worldmodel.evaluate.episodes import choose_contexts
 from worldmodel.evaluate.game_metrics import at_step
 
-PARSED_ENV = "Pacman-v0"  # the one game parse_frame reads; the others skip the game-state metrics
 ANY_GAME_FAMILIES = ("recorded", "random", "sticky")  # players that need no frame parser
 LONG_PLAY_FAMILIES = ("humanlike", "random")
 DRIFT_MARKS = (100, 500, 1000)
@@ -25,7 +24,7 @@ def families_section(model, held_out, plan, seed: int, out: Path, metrics: dict,
     Pacman on the real tile (steps 1-64, a 95% interval at 16), missing Pacman, ghosts and ΔPSNR;
     then the action-window ablation on tapped-and-released turns."""
     settings = model.settings
-    parsed = settings.env_id == PARSED_ENV
+    parsed = envs.game_spec(settings.env_id, settings.action_meanings).has_game_state
     k, a = settings.history_length, settings.num_actions
     short = choose_contexts(
         held_out, k, fam.TARGET_STEP, np.random.default_rng([seed, 16]), plan.family_starts_per_episode
