@@ -36,8 +36,8 @@ if __name__ == "__main__":
     parse_args()  # --help and argument errors answer at once, before torch and diffusers load (seconds)
 
 import recorder
+from worldmodel.checkpoint import CheckpointError
 from worldmodel.config import ConfigError, load_config
-from worldmodel.model import CheckpointError
 from worldmodel.training import RunMismatchError, RunSetupError, TrainingRun, TrainingStateError
 
 # What a user can fix: each is printed as one line naming the file, the problem and the fix.

@@ -14,6 +14,7 @@ import time
 import warnings
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 import pytest
 import torch
@@ -22,13 +23,15 @@ import yaml
 import envs
 import recorder
 import train
+from worldmodel import load
 from worldmodel.config import load_config
 from worldmodel.data import build_latent_cache
-from worldmodel.model import WorldModel, load
+from worldmodel.model import WorldModel
 from worldmodel.training.state import EMA_FILE, read_ema_state
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 TINY = str(REPOSITORY / "configs" / "tiny.yaml")
+TINY_UNET = str(REPOSITORY / "configs" / "tiny-unet.yaml")  # the same with dit.backbone: unet
 
 
 @pytest.fixture(scope="module")
@@ -137,6 +140,36 @@ def test_a_new_run_starts_from_a_checkpoint_and_may_add_action_planes(
     history = load(tmp_path / "again" / "checkpoint").settings.training["initialised_from"]
     assert history["checkpoint"] == str(planes)
     assert history["initialised_from"]["checkpoint"] == str(trained_run / "checkpoint")
+
+
+def test_a_unet_backbone_trains_and_plays_as_world_model_v0(recorded_file, tmp_path):
+    run_dir = tmp_path / "unet"
+    assert train.main(["--config", TINY_UNET, "--data", str(recorded_file), "--out", str(run_dir)]) == 0
+    checkpoint = run_dir / "checkpoint"
+    model = load(checkpoint)
+    assert model.settings.backbone == "unet"
+    assert set(model.settings.training["stages"]) == {"vae", "dit", "heads"}
+    dit_config = json.loads((checkpoint / "dit" / "config.json").read_text())
+    assert dit_config["_class_name"] == "UNet2DConditionModel"
+    env = gymnasium.make("WorldModel-v0", checkpoint=checkpoint)
+    observation, _ = env.reset(seed=0)
+    for action in (2, 2, 1):
+        observation, reward, terminated, truncated, _ = env.step(action)
+    assert observation.shape == (64, 64, 3) and isinstance(reward, float)
+    env.close()
+
+
+def test_a_run_cannot_start_from_a_checkpoint_of_another_backbone(
+    recorded_file, trained_run, tmp_path, capsys
+):
+    command = ["--config", TINY_UNET, "--data", str(recorded_file), "--out", str(tmp_path / "unet")]
+    command += ["--stage", "dit", "--init-from", str(trained_run / "checkpoint")]
+    assert train.main(command) == 2
+    assert "holds a 'sana' denoiser but the config asks for dit.backbone 'unet'" in capsys.readouterr().err
+    vit = ["--config", TINY, "--data", str(recorded_file), "--out", str(tmp_path / "vit"), "dit.backbone=vit"]
+    assert train.main(vit) == 2
+    assert "unknown dit.backbone 'vit'; the backbones are sana, unet" in capsys.readouterr().err
+    assert not (tmp_path / "vit").exists()  # refused before the run directory recorded the config
 
 
 def test_a_run_begun_before_a_setting_existed_still_resumes(recorded_file, tmp_path):

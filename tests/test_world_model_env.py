@@ -23,7 +23,7 @@ import recorder
 import worldmodel
 import worldmodel.env
 from worldmodel import WorldModelEnv, WorldModelVectorEnv
-from worldmodel.model import CheckpointError
+from worldmodel.checkpoint import CheckpointError
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,12 @@ import pytest
 import torch
 
 import envs
+from worldmodel.checkpoint import CheckpointError, load
 from worldmodel.config import ConfigError, load_config
-from worldmodel.dit import Denoiser, held_keys, with_more_inputs
+from worldmodel.denoiser import Denoiser, held_keys, with_more_inputs
 from worldmodel.flow import changed_cell_weights, flow_matching_loss
 from worldmodel.heads import RewardEndHeads, best_end_threshold, end_weight, heads_loss, reward_values_of
-from worldmodel.model import CheckpointError, WorldModel, load
+from worldmodel.model import WorldModel
 from worldmodel.sampler import FlowSampler
 
 ACTIONS = list(envs.ACTION_MEANINGS)

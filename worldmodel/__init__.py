@@ -1,5 +1,6 @@
-"""The world model: a DC-AE autoencoder, a Sana diffusion transformer that predicts the next latent
-from past latents and actions, reward/end heads, and the Gymnasium environment built on them."""
+"""The world model: a DC-AE autoencoder, a diffusion denoiser (a Sana transformer or a U-Net) that
+predicts the next latent from past latents and actions, reward/end heads, and the Gymnasium
+environment built on them. ``worldmodel.load(path)`` loads a checkpoint."""
 
 import gymnasium
 
@@ -14,10 +15,14 @@ if "WorldModel-v0" not in gymnasium.registry:
         max_episode_steps=1000,
     )
 
-__all__ = ["WorldModelEnv", "WorldModelVectorEnv"]
+__all__ = ["WorldModelEnv", "WorldModelVectorEnv", "load"]
 
 
 def __getattr__(name: str):
+    if name == "load":
+        from worldmodel.checkpoint import load
+
+        return load
     if name == "WorldModelEnv":
         from worldmodel.env import WorldModelEnv
 

@@ -28,9 +28,23 @@ class VAEConfig:
 
 
 @dataclass
-class DiTConfig:
-    """The Sana denoiser (``diffusers.SanaTransformer2DModel``) and its action conditioning."""
+class UNetConfig:
+    """The ``unet`` backbone (``diffusers.UNet2DConditionModel``); heads are ``dit.attention_head_dim`` wide."""
 
+    # Channels per level; each level after the first halves the latent grid.
+    block_out_channels: tuple[int, ...] = (64, 128)
+    layers_per_block: int = 1
+
+
+@dataclass
+class DiTConfig:
+    """The denoiser: its backbone (worldmodel/backbones/) and its action conditioning.
+
+    The layer, head, patch and MLP settings are the ``sana`` backbone's; ``unet`` reads its own section
+    and ``attention_head_dim``."""
+
+    # The network inside the denoiser, a key of worldmodel.backbones.BACKBONES: "sana" or "unet".
+    backbone: str = "sana"
     num_layers: int = 6
     num_attention_heads: int = 4
     attention_head_dim: int = 32
@@ -49,6 +63,7 @@ class DiTConfig:
     # Also feed the held key, the last key pressed in the action window, as one-hot planes: a game
     # such as Pacman keeps a requested turn until the maze allows it, long after the key is let go.
     held_action_planes: bool = False
+    unet: UNetConfig = field(default_factory=UNetConfig)
 
 
 @dataclass

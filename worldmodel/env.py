@@ -14,7 +14,8 @@ from gymnasium import spaces
 import envs
 import recorder
 from envs.window import FrameWindow
-from worldmodel.model import CheckpointError, WorldModel, WorldModelSettings
+from worldmodel.checkpoint import CheckpointError
+from worldmodel.model import WorldModel, WorldModelSettings
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "pacman-64"
 TRAIN_COMMAND = "python train.py --config configs/pacman-64.yaml --data data/pacman.h5 --out runs/pacman-64"

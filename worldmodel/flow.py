@@ -6,7 +6,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from worldmodel.config import FlowConfig
-from worldmodel.dit import Denoiser
+from worldmodel.denoiser import Denoiser
 
 
 def shift_timesteps(t: torch.Tensor, shift: float) -> torch.Tensor:

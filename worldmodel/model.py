@@ -1,39 +1,22 @@
-"""The world model as one object (autoencoder, denoiser, heads, settings) and its checkpoint format:
-one ``save_pretrained`` directory per part plus ``world_model.json`` of the world-model settings."""
+"""The world model as one object: autoencoder, denoiser, reward/end heads and the settings a user of
+the model needs. Its checkpoint format is in worldmodel/checkpoint.py."""
 
 from __future__ import annotations
 
 import functools
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderDC, SanaTransformer2DModel
 from torch import nn
 
-from worldmodel.checkpoint_files import CheckpointFileError, interrupted_save_hint, publish, verify_checksums
-from worldmodel.config import FlowConfig, WorldModelConfig
-from worldmodel.dit import ActionConditioner, Denoiser, build_transformer, input_channels
+from worldmodel.config import DiTConfig, FlowConfig, WorldModelConfig
+from worldmodel.denoiser import ActionConditioner, Denoiser, build_network
 from worldmodel.flow import noise_history
 from worldmodel.heads import RewardEndHeads
 from worldmodel.sampler import FlowSampler
 from worldmodel.vae import build_vae, decode_latents, encode_frames, spatial_compression
-
-CHECKPOINT_FORMAT = "pacman-worldmodel/checkpoint"
-CHECKPOINT_VERSION = 1
-SETTINGS_FILE = "world_model.json"
-PARTS = {
-    "vae": AutoencoderDC,
-    "dit": SanaTransformer2DModel,
-    "conditioner": ActionConditioner,
-    "heads": RewardEndHeads,
-}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded; the message says what differs and what to do."""
 
 
 @dataclass
@@ -78,6 +61,18 @@ class WorldModelSettings:
     def num_actions(self) -> int:
         return len(self.action_meanings)
 
+    @property
+    def backbone(self) -> str:
+        """The denoiser's backbone, a key of worldmodel.backbones.BACKBONES (checkpoints from before
+        the setting: Sana)."""
+        return self.config.get("dit", {}).get("backbone", DiTConfig.backbone)
+
+    @property
+    def wrap_edges(self) -> bool:
+        """Whether the denoiser's convolutions wrap around the board's edges: a padding mode, no weight,
+        so only the config says it (the action planes, weights, the denoiser reads from its input width)."""
+        return self.config.get("dit", {}).get("wrap_edges", False)
+
     def recording_mismatches(self, trajectories) -> list[str]:
         """Why a recorded file (``recorder.load``) cannot feed this model: empty when it can."""
         problems = []
@@ -98,8 +93,7 @@ class WorldModel(nn.Module):
         super().__init__()
         self.settings = settings
         self.vae = vae
-        wrap_edges = settings.config.get("dit", {}).get("wrap_edges", False)
-        self.denoiser = Denoiser(transformer, conditioner, wrap_edges)
+        self.denoiser = Denoiser(transformer, conditioner, settings.wrap_edges)
         self.heads = heads
 
     @classmethod
@@ -118,7 +112,7 @@ class WorldModel(nn.Module):
             action_window=config.actions_seen,
         )
         vae = build_vae(config.vae)
-        transformer = build_transformer(
+        transformer = build_network(
             config.dit, config.vae.latent_channels, config.history_length, latent_size, len(action_meanings)
         )
         conditioner = ActionConditioner(
@@ -198,117 +192,16 @@ class WorldModel(nn.Module):
         """The predicted end probability above which an episode ends (chosen when the heads trained)."""
         return float(self.heads.config.end_threshold)
 
-    # ---- checkpoint ---------------------------------------------------------------------------------
+    # ---- checkpoint (worldmodel/checkpoint.py, which builds WorldModels, so imported on use) ---------
     def save(self, path: str | Path) -> None:
-        """Writes the checkpoint whole beside ``path`` and swaps it in (a kill never leaves half of one),
-        with a checksum of every file."""
-        parts = {
-            "vae": self.vae,
-            "dit": self.denoiser.transformer,
-            "conditioner": self.denoiser.conditioner,
-            "heads": self.heads,
-        }
-        record = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, **asdict(self.settings)}
+        """Writes the checkpoint whole beside ``path`` and swaps it in, with a checksum of every file."""
+        from worldmodel.checkpoint import save
 
-        def write(directory: Path) -> None:
-            for name, module in parts.items():
-                module.save_pretrained(directory / name)
-            (directory / SETTINGS_FILE).write_text(json.dumps(record, indent=2))
-
-        publish(Path(path), write)
+        save(self, path)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> WorldModel:
-        path = Path(path)
-        settings = read_settings(path)
-        parts = {name: _load_part(path, name, part_cls) for name, part_cls in PARTS.items()}
-        _check_parts_match(path, settings, parts)
-        try:  # last: a part from another config or in another format has the more precise message above
-            verify_checksums(path)
-        except CheckpointFileError as error:
-            raise CheckpointError(str(error)) from None
-        model = cls(settings, parts["vae"], parts["dit"], parts["conditioner"], parts["heads"])
-        return model.to(device).eval()
+        """Loads a world-model checkpoint directory, offline (``worldmodel.load``)."""
+        from worldmodel.checkpoint import load
 
-
-def read_settings(path: Path) -> WorldModelSettings:
-    if not path.is_dir():
-        raise CheckpointError(
-            f"checkpoint directory {path} not found; pass the directory train.py wrote "
-            f"(e.g. runs/pacman-64/checkpoint) or the shipped checkpoints/pacman-64{interrupted_save_hint(path)}"
-        )
-    settings_file = path / SETTINGS_FILE
-    if not settings_file.is_file():
-        raise CheckpointError(f"{path} is not a world-model checkpoint: it has no {SETTINGS_FILE}")
-    try:
-        record = json.loads(settings_file.read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(
-            f"{settings_file} is corrupt ({error}); re-export the checkpoint with train.py"
-        ) from None
-    if record.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path} holds a '{record.get('format')}' file, not a {CHECKPOINT_FORMAT} checkpoint"
-        )
-    version = record.get("format_version")
-    if version != CHECKPOINT_VERSION:
-        raise CheckpointError(
-            f"{path} is checkpoint format version {version}, this code reads version {CHECKPOINT_VERSION}; "
-            "use the matching release of this project or retrain with train.py"
-        )
-    try:
-        sampler = SamplerDefaults(**record.pop("sampler"))
-        fields = {k: v for k, v in record.items() if k not in ("format", "format_version")}
-        return WorldModelSettings(sampler=sampler, **fields)
-    except (KeyError, TypeError) as error:
-        raise CheckpointError(f"{settings_file} does not have the expected settings ({error})") from None
-
-
-def _load_part(path: Path, name: str, part_cls):
-    part_dir = path / name
-    if not part_dir.is_dir():
-        raise CheckpointError(
-            f"checkpoint {path} is missing its '{name}' part ({part_dir}); it is incomplete"
-        )
-    try:
-        # Weights are saved as safetensors; never fall back to a pickled .bin found in their place.
-        return part_cls.from_pretrained(part_dir, use_safetensors=True)
-    except (OSError, ValueError, RuntimeError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(
-            f"the '{name}' part of {path} does not match its config or is damaged: {first_line}"
-        ) from None
-
-
-def _check_parts_match(path: Path, settings: WorldModelSettings, parts: dict[str, Any]) -> None:
-    """Refuses parts built for another history length, latent size or action set."""
-    expected = {
-        ("vae", "latent_channels"): settings.latent_channels,
-        ("dit", "out_channels"): settings.latent_channels,
-        ("conditioner", "num_actions"): settings.num_actions,
-        ("conditioner", "history_length"): settings.history_length,
-        ("heads", "latent_channels"): settings.latent_channels,
-        ("heads", "num_actions"): settings.num_actions,
-    }
-    latents_only = input_channels(
-        settings.latent_channels, settings.history_length, settings.num_actions, False
-    )
-    # no action planes, the action being taken, or it and the held key
-    expected["dit", "in_channels"] = tuple(latents_only + n * settings.num_actions for n in range(3))
-    expected["conditioner", "action_window"] = settings.action_window
-    for (part, key), want in expected.items():
-        got = parts[part].config[key]
-        if (part, key) == ("conditioner", "action_window"):
-            got = got or settings.history_length + 1  # conditioners from before the window: K + 1
-        allowed = want if isinstance(want, tuple) else (want,)
-        if got not in allowed:
-            raise CheckpointError(
-                f"checkpoint {path}: {part}.{key} is {got} but {SETTINGS_FILE} implies "
-                f"{' or '.join(map(str, allowed))}; "
-                "the parts come from different configs — retrain or re-export the checkpoint"
-            )
-
-
-def load(path: str | Path, device: str | torch.device = "cpu") -> WorldModel:
-    """Loads a world-model checkpoint directory, offline."""
-    return WorldModel.load(path, device)
+        return load(path, device)

@@ -20,6 +20,7 @@ import torch
 from stable_baselines3 import PPO
 from tqdm import tqdm
 
+from worldmodel.checkpoint import CheckpointError
 from worldmodel.dream import report
 from worldmodel.dream.agents import (
     EVALUATION_SEED,
@@ -32,7 +33,6 @@ from worldmodel.dream.agents import (
     score_real,
     wrap,
 )
-from worldmodel.model import CheckpointError
 
 KINDS = ("dream", "real")
 

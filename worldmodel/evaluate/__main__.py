@@ -10,9 +10,9 @@ import sys
 import torch
 
 from recorder import TrajectoryFormatError
+from worldmodel.checkpoint import CheckpointError
 from worldmodel.evaluate.episodes import EvaluationError
 from worldmodel.evaluate.run import evaluate
-from worldmodel.model import CheckpointError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

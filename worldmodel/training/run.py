@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 
 import recorder
+from worldmodel.backbones import backbone_named
 from worldmodel.config import ConfigError, WorldModelConfig, config_from_dict
-from worldmodel.dit import Denoiser, with_more_inputs
+from worldmodel.denoiser import Denoiser, with_more_inputs
 from worldmodel.model import SamplerDefaults, WorldModel
 from worldmodel.training.loop import state_dir
 from worldmodel.training.processes import launch_problem, make_accelerator
@@ -41,6 +42,7 @@ class TrainingRun:
                     f"{data_path} was recorded from {trajectories.env_id} but the config is for {config.env_id}; "
                     f"use the matching config or set env_id={trajectories.env_id}"
                 )
+        backbone_named(config.dit.backbone)  # unknown: refused before the run directory records it
         lock_run(run_dir)
         check_run_config(run_dir, config)
         if self.num_episodes < 2:
@@ -122,6 +124,11 @@ def initial_model(path: str, config, action_meanings: list[str]) -> WorldModel:
     when the config adds them and padded as the config's ``dit.wrap_edges`` says."""
     model = WorldModel.load(path)
     trained = config_from_dict(model.settings.config)
+    if trained.dit.backbone != config.dit.backbone:
+        raise ConfigError(
+            f"--init-from {path} holds a '{trained.dit.backbone}' denoiser but the config asks for "
+            f"dit.backbone '{config.dit.backbone}'; its weights cannot start another backbone"
+        )
     # The differences the trained weights can take: planes the denoiser lacks, added by widening it,
     # and the convolutions' padding, which is no weight.
     trained.dit.action_planes = config.dit.action_planes or model.denoiser.action_planes

@@ -1,17 +1,19 @@
-"""The denoiser: a small ``diffusers.SanaTransformer2DModel`` whose input projection takes the
-noisy next latent and K history latents (history conv_in), optionally one-hot planes of the action
-being taken, and whose cross-attention reads action tokens."""
+"""The denoiser, whatever its backbone: the noisy next latent and K history latents concatenated on
+channels (history conv_in), optionally one-hot planes of the action being taken and of the held key,
+and the action tokens, given to the network the config's ``dit.backbone`` builds
+(worldmodel/backbones/)."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from diffusers import ModelMixin, SanaTransformer2DModel
+from diffusers import ModelMixin
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import nn
 
 from recorder import RESET_ACTION
+from worldmodel.backbones import backbone_named, backbone_of
 from worldmodel.config import DiTConfig
 
 
@@ -75,73 +77,42 @@ def one_hot_planes(actions: torch.Tensor, num_actions: int, keep: torch.Tensor, 
     return planes[:, :, None, None].expand(-1, -1, *like.shape[2:])
 
 
-def build_transformer(
+def build_network(
     config: DiTConfig, latent_channels: int, history_length: int, latent_size: int, num_actions: int
 ):
-    inner_dim = config.num_attention_heads * config.attention_head_dim
+    """A fresh network of the config's backbone for these latents and actions."""
     if config.held_action_planes and not config.action_planes:
         raise ValueError("dit.held_action_planes needs dit.action_planes: true")
     channels = input_channels(
         latent_channels, history_length, num_actions, config.action_planes, config.held_action_planes
     )
-    transformer = SanaTransformer2DModel(
-        in_channels=channels,
-        out_channels=latent_channels,
-        num_attention_heads=config.num_attention_heads,
-        attention_head_dim=config.attention_head_dim,
-        num_layers=config.num_layers,
-        num_cross_attention_heads=config.num_attention_heads,
-        cross_attention_head_dim=config.attention_head_dim,
-        cross_attention_dim=inner_dim,
-        caption_channels=config.condition_dim,
-        mlp_ratio=config.mlp_ratio,
-        sample_size=latent_size,
-        patch_size=config.patch_size,
-    )
-    # DiT's zero-init of the output layer: the untrained model predicts zero velocity, a calm start.
-    nn.init.zeros_(transformer.proj_out.weight)
-    nn.init.zeros_(transformer.proj_out.bias)
-    return transformer
+    backbone = backbone_named(config.backbone)
+    return backbone.build(config, channels, latent_channels, config.condition_dim, latent_size)
 
 
-def with_more_inputs(transformer: SanaTransformer2DModel, extra: int) -> SanaTransformer2DModel:
-    """The same transformer taking ``extra`` more input channels, weighted zero so it computes what it did.
-
-    How a trained denoiser gains action planes: training then learns to use them.
-    """
-    config = {**transformer.config, "in_channels": transformer.config.in_channels + extra}
-    wider = SanaTransformer2DModel.from_config(config)
-    state = transformer.state_dict()
-    weight = state["patch_embed.proj.weight"]  # (D, in_channels, p, p)
-    state["patch_embed.proj.weight"] = torch.cat(
-        [weight, weight.new_zeros(weight.shape[0], extra, *weight.shape[2:])], dim=1
-    )
-    wider.load_state_dict(state)
-    return wider
-
-
-def set_wrap_edges(transformer: SanaTransformer2DModel, wrap: bool) -> None:
-    """Pads every spatial convolution of ``transformer`` circularly (``wrap``) or with zeros.
-
-    A padding mode is not a weight, so the same weights serve either; it is not in diffusers'
-    config either, so the checkpoint's ``dit.wrap_edges`` says which one a model was trained with.
-    """
-    for module in transformer.modules():
-        if isinstance(module, nn.Conv2d) and any(module.padding):
-            module.padding_mode = "circular" if wrap else "zeros"
+def with_more_inputs(network: ModelMixin, extra: int) -> ModelMixin:
+    """``network`` taking ``extra`` more input channels, weighted zero so it computes what it did:
+    how a trained denoiser gains action planes (training then learns to use them)."""
+    return backbone_of(network).with_more_inputs(network, extra)
 
 
 class Denoiser(nn.Module):
-    """Velocity prediction v(x_t, t | history, actions): the transformer and its conditioner together."""
+    """Velocity prediction v(x_t, t | history, actions): the backbone's network and the action
+    conditioner together. It assembles the network's input planes and tokens; the backbone runs it.
 
-    def __init__(
-        self, transformer: SanaTransformer2DModel, conditioner: ActionConditioner, wrap_edges: bool = False
-    ):
+    The network is the attribute ``transformer`` whatever the backbone: the weights, EMA and optimiser
+    of saved training states are named after it.
+    """
+
+    def __init__(self, transformer: ModelMixin, conditioner: ActionConditioner, wrap_edges: bool = False):
         super().__init__()
-        set_wrap_edges(transformer, wrap_edges)
+        self.backbone = backbone_of(transformer)  # stateless, so not a submodule
+        self.backbone.set_wrap_edges(transformer, wrap_edges)
         self.transformer = transformer
         self.conditioner = conditioner
         self.wrap_edges = wrap_edges
+        # The action planes are read from the network's input width, as they are weights; the padding
+        # is not, and comes from the checkpoint's config (``wrap_edges``).
         num_actions, history_length = conditioner.config.num_actions, conditioner.config.history_length
         latents_only = input_channels(transformer.config.out_channels, history_length, num_actions, False)
         self.action_planes = transformer.config.in_channels >= latents_only + num_actions
@@ -168,5 +139,5 @@ class Denoiser(nn.Module):
         model_input = torch.cat(inputs, dim=1)  # (B, C*(K+1) [+ A [+ A]], h, w)
         tokens = self.conditioner(actions, context_noise, drop_actions)  # (B, W+1, D)
         tokens = tokens.to(model_input.dtype)
-        velocity = self.transformer(model_input, tokens, timesteps * 1000, return_dict=False)[0]
+        velocity = self.backbone.velocity(self.transformer, model_input, timesteps, tokens)
         return velocity  # (B, C, h, w)

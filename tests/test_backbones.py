@@ -1,0 +1,166 @@
+"""The denoiser's backbones, chosen by ``dit.backbone``: each builds from the config, predicts a velocity
+that follows the actions, gains action planes without changing its predictions, wraps the board's
+edges and comes back from a checkpoint; a checkpoint whose parts name different backbones is refused
+naming the file, what it holds and what was asked."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import envs
+import worldmodel
+from worldmodel.backbones import BACKBONES
+from worldmodel.checkpoint import CheckpointError, load
+from worldmodel.config import ConfigError, load_config
+from worldmodel.denoiser import Denoiser, with_more_inputs
+from worldmodel.model import WorldModel
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+ACTIONS = list(envs.ACTION_MEANINGS)
+CONFIGS = {"sana": "configs/tiny.yaml", "unet": "configs/tiny-unet.yaml"}
+
+
+def make_model(backbone: str, *overrides: str) -> WorldModel:
+    torch.manual_seed(0)
+    model = WorldModel.from_config(load_config(REPOSITORY / CONFIGS[backbone], overrides), ACTIONS).eval()
+    # The output layer starts at zero by design; give it weights so outputs depend on the inputs.
+    network = model.denoiser.transformer
+    torch.nn.init.normal_((network.proj_out if backbone == "sana" else network.conv_out).weight, std=0.1)
+    return model
+
+
+def make_inputs(model: WorldModel, batch: int = 3):
+    generator, s = torch.Generator().manual_seed(0), model.settings
+    shape = (batch, s.history_length, s.latent_channels, s.latent_size, s.latent_size)
+    history = torch.randn(shape, generator=generator)
+    actions = torch.randint(0, s.num_actions, (batch, s.action_window), generator=generator)
+    return history, actions
+
+
+def velocity(model, noisy, history, actions, drop):
+    t, level = torch.full((len(noisy),), 0.5), torch.zeros(len(noisy))
+    with torch.no_grad():
+        return model.denoiser(noisy, t, history, actions, level, torch.full((len(noisy),), drop))
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_the_config_chooses_the_backbone_and_its_velocity_follows_the_actions(backbone):
+    model = make_model(backbone)
+    assert type(model.denoiser.transformer) is BACKBONES[backbone].network_class
+    assert model.settings.backbone == backbone
+    history, actions = make_inputs(model)
+    noisy, other_actions = torch.randn_like(history[:, 0]), (actions + 1) % len(ACTIONS)
+    assert velocity(model, noisy, history, actions, False).shape == noisy.shape
+    assert not torch.allclose(
+        velocity(model, noisy, history, actions, False), velocity(model, noisy, history, other_actions, False)
+    )
+    # the null action: the actions are not seen at all
+    assert torch.allclose(
+        velocity(model, noisy, history, actions, True), velocity(model, noisy, history, other_actions, True)
+    )
+
+
+def test_an_unknown_backbone_is_refused_naming_the_known_ones():
+    assert load_config(REPOSITORY / "configs/tiny.yaml").dit.backbone == "sana"  # the default
+    with pytest.raises(ConfigError, match="unknown dit.backbone 'vit'; the backbones are sana, unet"):
+        make_model("sana", "dit.backbone=vit")
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_widening_for_action_planes_keeps_each_backbones_predictions(backbone):
+    model = make_model(backbone, "dit.action_planes=false", "dit.held_action_planes=false")
+    history, actions = make_inputs(model)
+    noisy = torch.randn_like(history[:, 0])
+    before = velocity(model, noisy, history, actions, False)
+    wider = with_more_inputs(model.denoiser.transformer, len(ACTIONS))
+    model.denoiser = Denoiser(wider, model.denoiser.conditioner, model.settings.wrap_edges)
+    assert model.denoiser.action_planes
+    assert torch.allclose(velocity(model, noisy, history, actions, False), before, atol=1e-6)
+
+
+@pytest.mark.parametrize("wrap_edges", [False, True])
+def test_a_wrapping_unet_carries_what_leaves_one_edge_in_at_the_other(wrap_edges):
+    model = make_model("unet", f"dit.wrap_edges={str(wrap_edges).lower()}")
+    history, actions = make_inputs(model)
+    noisy = torch.randn_like(history[:, 0])
+    # a shift by one cell of its coarsest level, so that its downsampling sees the same grid
+    shift = 2 ** (len(model.denoiser.transformer.config.block_out_channels) - 1)
+    moved = velocity(model, noisy.roll(shift, -1), history.roll(shift, -1), actions, False)
+    unmoved = velocity(model, noisy, history, actions, False).roll(shift, -1)
+    assert torch.allclose(moved, unmoved, atol=1e-5) == wrap_edges
+
+
+def test_a_unet_checkpoint_names_its_backbone_and_loads_as_it_was_saved(tmp_path):
+    model = make_model("unet")
+    model.save(tmp_path / "checkpoint")
+    dit_config = json.loads((tmp_path / "checkpoint" / "dit" / "config.json").read_text())
+    assert dit_config["_class_name"] == "UNet2DConditionModel"
+    loaded = worldmodel.load(tmp_path / "checkpoint")
+    assert loaded.settings.backbone == "unet" and loaded.denoiser.wrap_edges
+    history, actions = make_inputs(model)
+    outputs = [
+        m.predict_next(history, actions, generator=torch.Generator().manual_seed(3)) for m in (model, loaded)
+    ]
+    assert torch.equal(*outputs)
+
+
+def copy_of(checkpoint: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "checkpoint"
+    shutil.copytree(checkpoint, path)
+    return path
+
+
+def test_a_sana_checkpoint_whose_settings_ask_for_a_unet_is_refused(tiny_checkpoint, tmp_path):
+    path = copy_of(tiny_checkpoint, tmp_path)
+    settings_file = path / "world_model.json"
+    record = json.loads(settings_file.read_text())
+    record["config"]["dit"]["backbone"] = "unet"
+    settings_file.write_text(json.dumps(record))
+    with pytest.raises(CheckpointError) as error:
+        load(path)
+    message = str(error.value)
+    assert f"{path / 'dit' / 'config.json'} holds a SanaTransformer2DModel (the 'sana' backbone's" in message
+    assert f"{settings_file} asks for dit.backbone 'unet', a UNet2DConditionModel" in message
+
+
+def test_a_dit_part_that_names_another_network_is_refused(tiny_checkpoint, tmp_path):
+    path = copy_of(tiny_checkpoint, tmp_path)
+    config_file = path / "dit" / "config.json"
+    for held, says in [
+        ("UNet2DConditionModel", "the 'unet' backbone's"),
+        ("DiTTransformer2DModel", "no backbone's"),
+    ]:
+        config_file.write_text(json.dumps({**json.loads(config_file.read_text()), "_class_name": held}))
+        with pytest.raises(
+            CheckpointError, match=f"holds a {held} \\({says} network\\) .* asks for dit.backbone 'sana'"
+        ):
+            load(path)
+
+
+def test_a_checkpoint_of_a_backbone_this_code_lacks_is_refused(tiny_checkpoint, tmp_path):
+    path = copy_of(tiny_checkpoint, tmp_path)
+    record = json.loads((path / "world_model.json").read_text())
+    record["config"]["dit"]["backbone"] = "vit"
+    (path / "world_model.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match="asks for dit.backbone 'vit', which this code does not have"):
+        load(path)
+
+
+def test_the_shipped_checkpoint_written_before_backbones_loads_as_sana():
+    model = worldmodel.load(REPOSITORY / "checkpoints" / "pacman-64")
+    assert "backbone" not in model.settings.config["dit"]
+    assert model.settings.backbone == "sana" and model.denoiser.wrap_edges and model.denoiser.action_planes
+
+
+def test_worldmodel_load_is_the_checkpoint_loader_and_importing_the_package_stays_light():
+    from worldmodel import load as package_load
+
+    assert package_load is load is worldmodel.load
+    code = "import sys, worldmodel; print('torch' in sys.modules, 'diffusers' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY, capture_output=True, text=True)
+    assert result.stdout.split() == ["False", "False"], result.stderr
