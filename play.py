@@ -125,8 +125,8 @@ class Session:
             f"FPS {self.steps_per_second():5.1f}",
             f"step {self.steps}",
             f"score {self.score:.0f}",
-            f"sampling steps {self.env.sampling_steps}",
-            f"guidance {self.env.guidance_scale:.2f}",
+            f"sampling steps {self.env.sampler.settings.sampling_steps}",
+            f"guidance {self.env.sampler.settings.guidance_scale:.2f}",
         ]
         if paused:
             lines.append("PAUSED")
@@ -160,11 +160,11 @@ def handle_key(key: int, session: Session, state: dict) -> None:
     elif key in (pygame.K_n, pygame.K_SPACE):
         state["step_once"] = True
     elif key in (pygame.K_LEFTBRACKET, pygame.K_RIGHTBRACKET):
-        change = 1 if key == pygame.K_RIGHTBRACKET else -1
-        env.sampling_steps = min(max(env.sampling_steps + change, 1), 50)
+        steps = env.sampler.settings.sampling_steps + (1 if key == pygame.K_RIGHTBRACKET else -1)
+        env.sampler = env.sampler.replace(sampling_steps=min(max(steps, 1), 50))
     elif key in (pygame.K_MINUS, pygame.K_EQUALS):
-        change = 0.25 if key == pygame.K_EQUALS else -0.25
-        env.guidance_scale = max(env.guidance_scale + change, 0.0)
+        guidance = env.sampler.settings.guidance_scale + (0.25 if key == pygame.K_EQUALS else -0.25)
+        env.sampler = env.sampler.replace(guidance_scale=max(guidance, 0.0))
     elif key == pygame.K_TAB:
         session.toggle_real()
         state["resized"] = True

@@ -7,12 +7,9 @@ import argparse
 import os
 import platform
 import shlex
-import statistics
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -20,13 +17,12 @@ sys.path.insert(0, str(REPOSITORY))
 
 import envs  # noqa: E402
 from worldmodel.config import load_config  # noqa: E402
-from worldmodel.env import DEFAULT_CHECKPOINT, WorldModelEnv, load_world_model  # noqa: E402
+from worldmodel.env import DEFAULT_CHECKPOINT, load_world_model  # noqa: E402
+from worldmodel.evaluate.speed import step_fps, vector_env_fps  # noqa: E402
 from worldmodel.model import WorldModel  # noqa: E402
-from worldmodel.vector_env import WorldModelVectorEnv  # noqa: E402
 
 WARMUP_STEPS = 10
 BATCH_SIZES = (1, 8, 32)
-NO_END = 2.0  # an end threshold no probability reaches: timing never includes an autoreset
 
 
 def parse_args() -> argparse.Namespace:
@@ -58,45 +54,6 @@ def load_model(args) -> tuple[WorldModel, str]:
     )
 
 
-def time_single_env(model: WorldModel, device: str, steps: int) -> float:
-    """Median steps per second of WorldModelEnv.step."""
-    env = WorldModelEnv(model, device=device, max_episode_steps=10**9)
-    env.reset(seed=0)
-    actions = np.random.default_rng(0).integers(env.action_space.n, size=WARMUP_STEPS + steps)
-    durations = []
-    for index, action in enumerate(actions):
-        start = time.perf_counter()
-        _, _, terminated, _, _ = env.step(int(action))
-        if index >= WARMUP_STEPS:
-            durations.append(time.perf_counter() - start)
-        if terminated:
-            env.reset()  # outside the timed call
-    env.close()
-    return 1.0 / statistics.median(durations)
-
-
-def time_batched_env(model: WorldModel, device: str, batch: int, steps: int) -> float:
-    """Median frames per second (batch / seconds per step) of WorldModelVectorEnv.step."""
-    vector_env = WorldModelVectorEnv(
-        batch, model, device=device, max_episode_steps=10**9, end_threshold=NO_END
-    )
-    try:
-        vector_env.reset(seed=0)
-        rng = np.random.default_rng(0)
-        durations = []
-        for index in range(WARMUP_STEPS + steps):
-            actions = rng.integers(vector_env.single_action_space.n, size=batch)
-            start = time.perf_counter()
-            vector_env.step(actions)
-            if device == "cuda":
-                torch.cuda.synchronize()
-            if index >= WARMUP_STEPS:
-                durations.append(time.perf_counter() - start)
-    finally:
-        vector_env.close()
-    return batch / statistics.median(durations)
-
-
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -117,11 +74,11 @@ def main() -> None:
         for threads in args.threads if device == "cpu" else [torch.get_num_threads()]:
             torch.set_num_threads(threads)
             model.to(device)
-            fps = time_single_env(model, device, args.steps)
+            fps = step_fps(model, args.steps, seed=0, warmup=WARMUP_STEPS)
             rows.append((device, threads, "WorldModelEnv.step", fps))
             print(f"{device} threads={threads} single env: {fps:.1f} frames/s", flush=True)
             for batch in BATCH_SIZES:
-                fps = time_batched_env(model, device, batch, args.steps)
+                fps = vector_env_fps(model, batch, args.steps, seed=0, warmup=WARMUP_STEPS)
                 rows.append((device, threads, f"vector env, batch {batch}", fps))
                 print(f"{device} threads={threads} batch {batch}: {fps:.1f} frames/s", flush=True)
     write_report(args, source, model, rows, load_before, os.getloadavg()[0])

@@ -24,6 +24,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 import envs  # noqa: E402
 from worldmodel.config import load_config  # noqa: E402
+from worldmodel.evaluate.names import PSNR_COPY_LAST, PSNR_TEACHER_FORCED  # noqa: E402
 from worldmodel.flow import flow_matching_loss  # noqa: E402
 from worldmodel.heads import heads_loss  # noqa: E402
 from worldmodel.model import WorldModel  # noqa: E402
@@ -108,12 +109,10 @@ def plot_curve(rows: list[dict], out_png: Path) -> None:
     plt.figure(figsize=(6, 4))
     for run in dict.fromkeys(r["run"] for r in rows):
         part = [r for r in rows if r["run"] == run]
-        plt.plot(
-            [r["minutes"] for r in part], [float(r["psnr_teacher_forced"]) for r in part], "o-", label=run
-        )
+        plt.plot([r["minutes"] for r in part], [float(r[PSNR_TEACHER_FORCED]) for r in part], "o-", label=run)
     plt.plot(
         [r["minutes"] for r in rows],
-        [float(r["psnr_copy_last"]) for r in rows],
+        [float(r[PSNR_COPY_LAST]) for r in rows],
         "--",
         label="copy last frame",
     )
@@ -166,7 +165,7 @@ def main() -> None:
             f"| {device} | {stage_rates['vae']:.0f} | {stage_rates['dit']:.0f} | {stage_rates['heads']:.0f} |"
         )
     if curve:
-        best = max(curve, key=lambda r: float(r["psnr_teacher_forced"]))
+        best = max(curve, key=lambda r: float(r[PSNR_TEACHER_FORCED]))
         lines += [
             "",
             f"## Held-out next-frame PSNR against training time ({', '.join(args.run)})",

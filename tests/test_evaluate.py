@@ -301,3 +301,25 @@ def test_more_episodes_than_the_file_holds_is_refused(tiny_checkpoint, held_out,
     assert evaluate([*arguments, "--episodes", "500", "--quick"]) == 2
     error = capsys.readouterr().err
     assert "--episodes 500" in error and "holds only" in error
+
+
+def test_the_device_asked_for_is_the_one_the_model_is_loaded_on(
+    tiny_checkpoint, held_out, tmp_path, monkeypatch
+):
+    import worldmodel.evaluate.run
+
+    asked = []
+
+    class Stop(Exception):
+        pass
+
+    def load(path, device="cpu"):
+        asked.append(str(device))
+        raise Stop
+
+    monkeypatch.setattr(worldmodel.evaluate.run.WorldModel, "load", load)
+    for device in ("cuda:1", "cpu"):
+        with pytest.raises(Stop):
+            evaluate(["--checkpoint", str(tiny_checkpoint), "--data", str(held_out),
+                      "--out", str(tmp_path / "report"), "--quick", "--device", device])  # fmt: skip
+    assert asked == ["cuda:1", "cpu"]

@@ -200,6 +200,32 @@ def test_reset_starts_from_the_real_game(model):
     assert env.context.actions[0] == 0 and len(env.context.frames) == model.settings.history_length
 
 
+def test_the_env_hands_its_sampler_to_every_step_and_takes_a_new_one_between_steps(model):
+    actions = [1, 2, 2, 4]
+    default, *_ = play(WorldModelEnv(model), actions, seed=3)
+    dpm = WorldModelEnv(model, scheduler="dpm", sampling_steps=3, timestep_shift=2.0)
+    assert dpm.sampler.settings == model.settings.sampler.replace(
+        scheduler="dpm", sampling_steps=3, timestep_shift=2.0
+    )
+    other, *_ = play(dpm, actions, seed=3)
+    assert not np.array_equal(default[1:], other[1:])
+    env = WorldModelEnv(model, sampler=dpm.sampler)  # a sampler handed from one env to another
+    again, *_ = play(env, actions, seed=3)
+    np.testing.assert_array_equal(again, other)
+    env.guidance_scale = 1.0  # play.py's keys: the settings read and set on the env replace its sampler
+    assert env.sampler.settings.guidance_scale == 1.0 and env.sampler.settings.scheduler == "dpm"
+    assert model.settings.sampler.guidance_scale != 1.0  # the checkpoint's defaults are untouched
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda m: WorldModelEnv(m, guidence_scale=2), lambda m: WorldModelVectorEnv(2, m, guidence_scale=2)],
+)
+def test_an_unknown_keyword_is_named_with_the_known_ones(model, make):
+    with pytest.raises(TypeError, match=r"unknown keywords \['guidence_scale'\].*'guidance_scale'"):
+        make(model)
+
+
 @pytest.mark.parametrize("action", [5, -1, 1.0, "UP", True, np.array([1, 2])])
 def test_invalid_action_is_refused_with_the_valid_range(model, action):
     env = WorldModelEnv(model)

@@ -9,12 +9,12 @@ import torch
 
 import envs
 from worldmodel.checkpoint import CheckpointError, load
-from worldmodel.config import ConfigError, load_config
+from worldmodel.config import ConfigError, SamplerConfig, config_from_dict, load_config
 from worldmodel.denoiser import Denoiser, held_keys, with_more_inputs
 from worldmodel.flow import changed_cell_weights, flow_matching_loss
 from worldmodel.heads import RewardEndHeads, best_end_threshold, end_weight, heads_loss, reward_values_of
 from worldmodel.model import WorldModel
-from worldmodel.sampler import FlowSampler
+from worldmodel.sampler import SAMPLERS, Sampler, make_sampler
 
 ACTIONS = list(envs.ACTION_MEANINGS)
 
@@ -141,13 +141,10 @@ def test_a_wrapping_denoiser_carries_what_leaves_one_edge_in_at_the_other(wrap_e
 @pytest.mark.parametrize("guidance_scale", [1.0, 2.0])
 def test_sampler_is_deterministic_under_a_seed(tiny_model, scheduler, guidance_scale):
     history, actions = make_inputs(tiny_model)
-    tiny_model.settings.sampler.scheduler = scheduler
+    sampler = tiny_model.sampler.replace(scheduler=scheduler, sampling_steps=3, guidance_scale=guidance_scale)
 
     def sample(seed):
-        generator = torch.Generator().manual_seed(seed)
-        return tiny_model.predict_next(
-            history, actions, sampling_steps=3, guidance_scale=guidance_scale, generator=generator
-        )
+        return tiny_model.predict_next(history, actions, sampler, torch.Generator().manual_seed(seed))
 
     first, again, other = sample(7), sample(7), sample(8)
     assert first.shape == history[:, 0].shape
@@ -158,23 +155,69 @@ def test_sampler_is_deterministic_under_a_seed(tiny_model, scheduler, guidance_s
 def test_guidance_combines_conditional_and_null_passes_in_one_batch():
     calls = []
 
-    def velocity_fn(noisy, timesteps, drop_actions):
-        calls.append(drop_actions.clone())
+    def denoiser(noisy, timesteps, history, actions, context_noise, drop_actions):
+        calls.append((drop_actions.clone(), len(history), len(actions), len(context_noise)))
         # conditional pass says 1, null pass says 0: guided velocity must be w * 1
         return (~drop_actions).float().view(-1, 1, 1, 1).expand_as(noisy)
 
-    sampler = FlowSampler(num_steps=1, guidance_scale=3.0)
-    result = sampler.sample(velocity_fn, (2, 1, 2, 2), generator=torch.Generator().manual_seed(0))
-    start = torch.randn((2, 1, 2, 2), generator=torch.Generator().manual_seed(0))
-    assert len(calls) == 1 and calls[0].tolist() == [False, False, True, True]
+    sampler = make_sampler(SamplerConfig(sampling_steps=1, guidance_scale=3.0, context_noise=0.0))
+    history, actions = torch.zeros(2, 3, 1, 2, 2), torch.zeros(2, 4, dtype=torch.long)
+    result = sampler.sample(denoiser, history, actions, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    torch.randn(history.shape, generator=generator)  # the history's context noise is drawn first
+    start = torch.randn((2, 1, 2, 2), generator=generator)
+    assert len(calls) == 1
+    drop, *sizes = calls[0]
+    assert drop.tolist() == [False, False, True, True] and sizes == [4, 4, 4]
     assert torch.allclose(result, start - 3.0)  # one Euler step from t=1 to t=0 with velocity 3
 
 
 def test_sampler_rejects_bad_settings():
     with pytest.raises(ValueError, match="sampling steps"):
-        FlowSampler(num_steps=0)
+        make_sampler(SamplerConfig(sampling_steps=0))
     with pytest.raises(ValueError, match="unknown scheduler"):
-        FlowSampler(scheduler="ddim")
+        make_sampler(SamplerConfig(scheduler="ddim"))
+    with pytest.raises(ValueError, match="unknown sampler kind 'consistency'"):
+        make_sampler(SamplerConfig(kind="consistency"))
+
+
+def test_a_new_sampler_is_one_class_and_one_registry_line(tiny_model, monkeypatch):
+    class NoisePassThrough(Sampler):
+        """Returns the first history latent: enough to see the env use it."""
+
+        def __init__(self, settings):
+            self.settings = settings
+
+        def sample(self, denoiser, history_latents, actions, generator=None):
+            return history_latents[:, 0].clone()
+
+    monkeypatch.setitem(SAMPLERS, "pass_through", NoisePassThrough)
+    history, actions = make_inputs(tiny_model)
+    sampler = tiny_model.sampler.replace(kind="pass_through")
+    assert isinstance(sampler, NoisePassThrough)
+    assert torch.equal(tiny_model.predict_next(history, actions, sampler), history[:, 0])
+    assert sampler.replace(kind="flow").settings.sampling_steps == tiny_model.settings.sampler.sampling_steps
+
+
+def test_a_checkpoint_stores_each_setting_once_and_reads_them_back(tmp_path):
+    model = make_tiny_model()
+    model.settings.config.sampler = model.settings.sampler.replace(guidance_scale=2.5)
+    model.save(tmp_path / "checkpoint")
+    record = json.loads((tmp_path / "checkpoint" / "world_model.json").read_text())
+    assert set(record) == {"format", "format_version", "action_meanings", "config", "training"}
+    assert record["config"]["sampler"]["guidance_scale"] == 2.5
+    settings = load(tmp_path / "checkpoint").settings
+    assert settings.config == model.settings.config and settings.sampler.guidance_scale == 2.5
+    assert (settings.history_length, settings.action_window, settings.latent_size) == (2, 6, 16)
+
+
+def test_sampler_settings_written_under_flow_by_older_configs_still_load(tmp_path):
+    older = tmp_path / "config.yaml"
+    older.write_text("flow:\n  timestep_shift: 2.0\n  sampling_steps: 3\n  guidance_scale: 2.5\n")
+    config = load_config(older)
+    assert config.sampler == SamplerConfig(sampling_steps=3, guidance_scale=2.5, timestep_shift=2.0)
+    assert config.flow.timestep_shift == 2.0
+    assert config_from_dict(config.to_dict()) == config
 
 
 def test_loss_weighs_the_cells_that_change_between_frames():
@@ -322,7 +365,9 @@ def test_a_key_pressed_before_the_last_k_steps_still_changes_the_next_frame():
     tapped = released.clone()
     tapped[0, 0] = 1  # UP, pressed before the K + 1 latest steps, then no key since
     outputs = [
-        model.predict_next(history, window, guidance_scale=1.0, generator=torch.Generator().manual_seed(0))
+        model.predict_next(
+            history, window, model.sampler.replace(guidance_scale=1.0), torch.Generator().manual_seed(0)
+        )
         for window in (released, tapped)
     ]
     assert not torch.allclose(*outputs)

@@ -7,7 +7,6 @@ CheckpointError naming the file, what differs and what to do."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,16 @@ from diffusers import AutoencoderDC
 
 from worldmodel.backbones import BACKBONES, Backbone, backbone_name, backbone_named
 from worldmodel.checkpoint_files import CheckpointFileError, interrupted_save_hint, publish, verify_checksums
-from worldmodel.config import ConfigError
+from worldmodel.config import ConfigError, SamplerConfig, config_from_dict
 from worldmodel.denoiser import ActionConditioner, input_channels
 from worldmodel.heads import RewardEndHeads
-from worldmodel.model import SamplerDefaults, WorldModel, WorldModelSettings
+from worldmodel.model import WorldModel, WorldModelSettings
 
 CHECKPOINT_FORMAT = "pacman-worldmodel/checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+# Version 1 wrote the game's settings and the sampler's defaults beside the config as well; it is read
+# with its sampler defaults taken from there (they were the ones the checkpoint played with).
+READABLE_VERSIONS = (1, 2)
 SETTINGS_FILE = "world_model.json"
 
 
@@ -49,7 +51,14 @@ def save(model: WorldModel, path: str | Path) -> None:
         "conditioner": model.denoiser.conditioner,
         "heads": model.heads,
     }
-    record = {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION, **asdict(model.settings)}
+    settings = model.settings
+    record = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "action_meanings": list(settings.action_meanings),
+        "config": settings.config.to_dict(),
+        "training": settings.training,
+    }
 
     def write(directory: Path) -> None:
         for name, module in parts.items():
@@ -94,16 +103,18 @@ def read_settings(path: Path) -> WorldModelSettings:
             f"{path} holds a '{record.get('format')}' file, not a {CHECKPOINT_FORMAT} checkpoint"
         )
     version = record.get("format_version")
-    if version != CHECKPOINT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise CheckpointError(
-            f"{path} is checkpoint format version {version}, this code reads version {CHECKPOINT_VERSION}; "
+            f"{path} is checkpoint format version {version}, this code reads versions "
+            f"{' and '.join(map(str, READABLE_VERSIONS))}; "
             "use the matching release of this project or retrain with train.py"
         )
     try:
-        sampler = SamplerDefaults(**record.pop("sampler"))
-        fields = {k: v for k, v in record.items() if k not in ("format", "format_version")}
-        return WorldModelSettings(sampler=sampler, **fields)
-    except (KeyError, TypeError) as error:
+        config = config_from_dict(record["config"])
+        if version == 1:
+            config.sampler = SamplerConfig(**record["sampler"])
+        return WorldModelSettings(list(record["action_meanings"]), config, record.get("training", {}))
+    except (KeyError, TypeError, ConfigError) as error:
         raise CheckpointError(f"{settings_file} does not have the expected settings ({error})") from None
 
 

@@ -78,11 +78,28 @@ class FlowConfig:
     # so the game's dynamics are not drowned out by the static maze. 1 gives a plain MSE.
     changed_cell_weight: float = 1.0
     changed_cell_threshold: float = 0.5  # |change| in unit-variance latent units, largest channel
-    # Defaults used at play time; the evaluation ablations are how they were chosen.
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How the next latent is sampled at play time: the checkpoint's defaults, which an env may change.
+    The evaluation's ablations are how they were chosen."""
+
+    kind: str = "flow"  # the sampler class, a key of worldmodel.sampler.SAMPLERS
     sampling_steps: int = 2
-    guidance_scale: float = 1.5
-    context_noise: float = 0.05
+    guidance_scale: float = 1.5  # classifier-free guidance over the actions; 1 is a single pass
+    context_noise: float = 0.05  # noise level put on the history latents, as in training
     scheduler: str = "euler"  # "euler" or "dpm"
+    timestep_shift: float = 1.0
+
+    def replace(self, **changes) -> SamplerConfig:
+        """These settings with ``changes`` (None values keep the current ones)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+# Sampler settings that lived in ``flow`` before the ``sampler`` section existed: read from there in
+# an older run's config.yaml or checkpoint so they keep loading.
+MOVED_TO_SAMPLER = ("sampling_steps", "guidance_scale", "context_noise", "scheduler")
 
 
 @dataclass
@@ -136,6 +153,7 @@ class WorldModelConfig:
     dit: DiTConfig = field(default_factory=DiTConfig)
     flow: FlowConfig = field(default_factory=FlowConfig)
     heads: HeadsConfig = field(default_factory=HeadsConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     @property
@@ -215,6 +233,7 @@ def load_config(
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
+    values = moved_sampler_settings(values)
     for override in overrides:
         keys, value = _parse_override(override)
         node = values
@@ -226,4 +245,17 @@ def load_config(
 
 def config_from_dict(values: dict[str, Any]) -> WorldModelConfig:
     """A config from its ``to_dict()`` form, as a checkpoint stores it; keys added since take their defaults."""
-    return _build(WorldModelConfig, values, "")
+    return _build(WorldModelConfig, moved_sampler_settings(values), "")
+
+
+def moved_sampler_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with sampler settings written in the older layout (under ``flow``) moved to ``sampler``;
+    the older layout took the sampler's timestep shift from training's."""
+    flow = values.get("flow")
+    if not isinstance(flow, dict) or not any(key in flow for key in MOVED_TO_SAMPLER):
+        return values
+    sampler = {key: flow[key] for key in MOVED_TO_SAMPLER if key in flow}
+    if "timestep_shift" in flow:
+        sampler["timestep_shift"] = flow["timestep_shift"]
+    flow = {key: value for key, value in flow.items() if key not in MOVED_TO_SAMPLER}
+    return {**values, "flow": flow, "sampler": {**sampler, **(values.get("sampler") or {})}}

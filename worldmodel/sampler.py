@@ -1,75 +1,115 @@
-"""Few-step sampling of the next latent with diffusers' flow schedulers and classifier-free guidance.
-
-The sampler never looks inside the network: it only calls ``velocity_fn(noisy, timesteps, drop_actions)``.
+"""Samplers of the next latent: each owns its settings (a ``SamplerConfig``), the noise it puts on the
+history and its guidance batching, and calls the denoiser ``denoiser(noisy, t, history, actions,
+context_noise, drop_actions)``. The envs, play.py and the evaluation hand a sampler around; a new
+sampler is one class here and one line in ``SAMPLERS``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 
 import numpy as np
 import torch
 from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
-VelocityFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+from worldmodel.config import SamplerConfig
+from worldmodel.flow import noise_history
+
 SCHEDULERS = ("euler", "dpm")
 
 
-class FlowSampler:
-    def __init__(
-        self, num_steps: int = 2, guidance_scale: float = 1.0, scheduler: str = "euler", shift: float = 1.0
-    ):
-        if not 1 <= num_steps <= 50:
-            raise ValueError(f"sampling steps must be between 1 and 50, got {num_steps}")
-        if scheduler not in SCHEDULERS:
-            raise ValueError(f"unknown scheduler '{scheduler}'; choose one of {SCHEDULERS}")
-        self.num_steps = num_steps
-        self.guidance_scale = float(guidance_scale)
-        if scheduler == "euler":
-            self.scheduler = FlowMatchEulerDiscreteScheduler(shift=shift)
+class Sampler:
+    """What every sampler has: its settings, ``replace`` for a variant, ``sample`` for the next latent."""
+
+    settings: SamplerConfig
+
+    def replace(self, **changes) -> Sampler:
+        """The sampler with these settings changed (None keeps a setting); ``kind`` may change too."""
+        return make_sampler(self.settings.replace(**changes))
+
+    def sample(self, denoiser, history_latents, actions, generator=None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class FlowSampler(Sampler):
+    """Few-step integration of the rectified flow from noise (t=1) to a clean latent (t=0), with
+    classifier-free guidance over the actions (the conditional and null-action passes in one batch)."""
+
+    def __init__(self, settings: SamplerConfig):
+        if not 1 <= settings.sampling_steps <= 50:
+            raise ValueError(f"sampling steps must be between 1 and 50, got {settings.sampling_steps}")
+        if settings.scheduler not in SCHEDULERS:
+            raise ValueError(f"unknown scheduler '{settings.scheduler}'; choose one of {SCHEDULERS}")
+        if settings.context_noise < 0 or settings.guidance_scale < 0:
+            raise ValueError(
+                f"context noise and guidance scale must not be negative, got {settings.context_noise} "
+                f"and {settings.guidance_scale}"
+            )
+        self.settings = settings
+        if settings.scheduler == "euler":
+            self.scheduler = FlowMatchEulerDiscreteScheduler(shift=settings.timestep_shift)
         else:
             self.scheduler = DPMSolverMultistepScheduler(
-                use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=shift
+                use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=settings.timestep_shift
             )
 
     def _set_timesteps(self, device: torch.device) -> None:
+        steps = self.settings.sampling_steps
         if isinstance(self.scheduler, FlowMatchEulerDiscreteScheduler):
             # Evenly spaced noise levels 1, (n-1)/n, ..., 1/n as in Sana's pipeline; the default would
             # spend the second of two steps at t = 0.001.
-            sigmas = np.linspace(1.0, 1.0 / self.num_steps, self.num_steps)
-            self.scheduler.set_timesteps(sigmas=sigmas, device=device)
+            self.scheduler.set_timesteps(sigmas=np.linspace(1.0, 1.0 / steps, steps), device=device)
         else:
-            self.scheduler.set_timesteps(self.num_steps, device=device)
+            self.scheduler.set_timesteps(steps, device=device)
 
     @torch.no_grad()
     def sample(
         self,
-        velocity_fn: VelocityFn,
-        shape: tuple[int, ...],
-        generator: torch.Generator | None = None,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
+        denoiser,
+        history_latents: torch.Tensor,  # (B, K, C, h, w) clean history
+        actions: torch.Tensor,  # (B, W) the action window; the last is the action being taken now
+        generator: torch.Generator | list[torch.Generator] | None = None,
     ) -> torch.Tensor:
-        """Integrates from pure noise (t=1) to a clean latent (t=0); deterministic given ``generator``.
+        """The next latent (B, C, h, w); deterministic given ``generator``.
 
         A list of generators (one per batch item) makes item i independent of the rest of the batch,
         which is how a batched environment reproduces the single one.
         """
-        batch = shape[0]
+        batch = history_latents.shape[0]
+        level = torch.full((batch,), float(self.settings.context_noise), device=history_latents.device)
+        history = noise_history(history_latents, level, generator=generator)
         latents = randn_tensor(
-            shape, generator=generator, device=torch.device(device), dtype=dtype
+            (batch, *history_latents.shape[2:]),
+            generator=generator,
+            device=history.device,
+            dtype=history.dtype,
         )  # (B, C, h, w)
         self._set_timesteps(latents.device)
-        guided = self.guidance_scale != 1.0
+        guided = self.settings.guidance_scale != 1.0
         keep = torch.zeros(batch, dtype=torch.bool, device=latents.device)
-        drop = torch.cat([keep, ~keep]) if guided else keep  # conditional and null passes in one batch
+        if guided:  # the conditional and the null-action pass in one batch
+            drop = torch.cat([keep, ~keep])
+            history, actions, level = history.repeat(2, 1, 1, 1, 1), actions.repeat(2, 1), level.repeat(2)
+        else:
+            drop = keep
         for timestep in self.scheduler.timesteps:
-            t = (timestep / 1000).to(dtype).expand(len(drop))  # (B,) or (2B,)
+            t = (timestep / 1000).to(latents.dtype).expand(len(drop))  # (B,) or (2B,)
             noisy = torch.cat([latents, latents]) if guided else latents
-            velocity = velocity_fn(noisy, t, drop)
+            velocity = denoiser(noisy, t, history, actions, level, drop)
             if guided:
                 cond, uncond = velocity.chunk(2)
-                velocity = uncond + self.guidance_scale * (cond - uncond)
+                velocity = uncond + self.settings.guidance_scale * (cond - uncond)
             latents = self.scheduler.step(velocity, timestep, latents, return_dict=False)[0]
         return latents
+
+
+SAMPLERS: dict[str, type[Sampler]] = {"flow": FlowSampler}
+
+
+@functools.lru_cache(maxsize=64)
+def make_sampler(settings: SamplerConfig) -> Sampler:
+    """The sampler these settings describe; built once per setting, as a game loop asks every frame."""
+    if settings.kind not in SAMPLERS:
+        raise ValueError(f"unknown sampler kind '{settings.kind}'; choose one of {sorted(SAMPLERS)}")
+    return SAMPLERS[settings.kind](settings)

@@ -7,25 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from worldmodel.env import (
-    LatentGames,
-    SamplingSettings,
-    WorldModelEnv,
-    begin_episode,
-    load_world_model,
-    make_context_source,
-    real_game_start,
-    use_threads,
-)
+from worldmodel.contexts import begin_episode, real_game_start
+from worldmodel.env import LearnedGame, WorldModelEnv, game_options
+from worldmodel.game_step import LatentGames
 from worldmodel.model import WorldModel
 
 
-class WorldModelVectorEnv(SamplingSettings, VectorEnv):
+class WorldModelVectorEnv(LearnedGame, VectorEnv):
     """``num_envs`` learned games with next-step autoreset: the step after an episode ends resets that
     copy (its action is ignored, reward 0, flags False) and returns the new episode's first frame.
 
@@ -44,15 +36,8 @@ class WorldModelVectorEnv(SamplingSettings, VectorEnv):
         self,
         num_envs: int,
         checkpoint: str | Path | WorldModel | None = None,
-        context: str | Path = "real",
-        max_episode_steps: int | None = None,
-        sampling_steps: int | None = None,
-        guidance_scale: float | None = None,
-        context_noise: float | None = None,
-        device: str | torch.device = "cpu",
         render_mode: str | None = None,
-        end_threshold: float | None = None,
-        threads: int | None = None,
+        **options,
     ):
         if num_envs < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
@@ -60,24 +45,12 @@ class WorldModelVectorEnv(SamplingSettings, VectorEnv):
             raise ValueError(
                 f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
             )
-        use_threads(threads, device)
-        self.model = load_world_model(checkpoint, device)
-        self.settings = self.model.settings
+        options = game_options("WorldModelVectorEnv", {"checkpoint": checkpoint, **options})
+        self.single_observation_space, self.single_action_space = self._set_up(options)
         self.num_envs = num_envs
         self.render_mode = render_mode
-        size = self.settings.frame_size
-        self.single_observation_space = spaces.Box(0, 255, (size, size, 3), np.uint8)
-        self.single_action_space = spaces.Discrete(self.settings.num_actions)
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
-        self.action_meanings = tuple(self.settings.action_meanings)
-        self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
-        self.end_threshold = self.model.end_threshold if end_threshold is None else float(end_threshold)
-        defaults = self.settings.sampler
-        self.sampling_steps = defaults.sampling_steps if sampling_steps is None else int(sampling_steps)
-        self.guidance_scale = defaults.guidance_scale if guidance_scale is None else float(guidance_scale)
-        self.context_noise = defaults.context_noise if context_noise is None else float(context_noise)
-        self.context_source = make_context_source(context, self.settings)
         self.contexts = [None] * num_envs  # each copy's current episode start
         # One random stream per copy, as a single env has: that is what makes copies reproducible alone.
         self.env_rngs = [seeding.np_random()[0] for _ in range(num_envs)]
@@ -141,14 +114,12 @@ class WorldModelVectorEnv(SamplingSettings, VectorEnv):
         truncated = np.zeros(self.num_envs, dtype=bool)
         if len(stepping):
             subset = None if len(stepping) == self.num_envs else stepping  # no gather when all step
-            frames, step_rewards, step_ends = self._games.step(
-                torch.from_numpy(actions[stepping]), self.sampling(), subset
-            )
-            self._observations[stepping] = frames
-            rewards[stepping] = step_rewards
-            end_probability[stepping] = step_ends
+            step = self._games.step(torch.from_numpy(actions[stepping]), self.sampler, subset)
+            self._observations[stepping] = step.frames
+            rewards[stepping] = step.reward
+            end_probability[stepping] = step.end_probability
             self._step_counts[stepping] += 1
-            terminated[stepping] = step_ends > self.end_threshold
+            terminated[stepping] = step.end_probability > self.end_threshold
             if self.max_episode_steps is not None:
                 truncated[stepping] = self._step_counts[stepping] >= self.max_episode_steps
         if resetting.any():

@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from worldmodel.samples import save_gif, upscale  # noqa: E402
+from worldmodel.pictures import save_gif, upscale  # noqa: E402
 
 AGENTS = (
     ("dream", "PPO trained in the learned game"),

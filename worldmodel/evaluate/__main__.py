@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "worldmodel.evaluate", *arguments])
     try:
         metrics = evaluate(
-            args.checkpoint, args.data, args.out, args.episodes, args.seed, args.quick, command
-        )
+            args.checkpoint, args.data, args.out, args.episodes, args.seed, args.quick, command,
+            device=args.device,
+        )  # fmt: skip
     except (CheckpointError, TrajectoryFormatError, EvaluationError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -7,7 +7,7 @@ import numpy as np
 
 import envs
 from envs.maze import DOWN, LEFT, PACMAN_NEXT_TILE, RIGHT, UP
-from worldmodel.evaluate.episodes import Context, restore_game
+from worldmodel.evaluate.episodes import EpisodeStart, restore_game
 from worldmodel.evaluate.fidelity import Rollouts, free_run
 from worldmodel.evaluate.game_metrics import tile_agreement, tile_misses
 
@@ -45,7 +45,7 @@ class RandomActions:
         return int(self.rng.integers(self.num_actions))
 
 
-def play_real_game(game, context: Context, policy, steps: int) -> tuple[np.ndarray, np.ndarray, bool]:
+def play_real_game(game, context: EpisodeStart, policy, steps: int) -> tuple[np.ndarray, np.ndarray, bool]:
     """From the context's last frame, ``policy(frame) -> action`` plays the real game for up to ``steps``.
 
     Returns the actions, the frames they produced (fewer when the game ends) and whether the restored
@@ -64,7 +64,7 @@ def play_real_game(game, context: Context, policy, steps: int) -> tuple[np.ndarr
 
 
 def policy_rollouts(
-    model, game, contexts: list[Context], kind: str, horizon: int, seed: int, **sampling
+    model, game, contexts: list[EpisodeStart], kind: str, horizon: int, seed: int, sampler=None
 ) -> tuple[Rollouts, float]:
     """Rollouts under ``kind`` ("random" or "circuit") actions, with the real game's frames beside them.
 
@@ -84,7 +84,7 @@ def policy_rollouts(
         played.append(actions)
         real.append(frames)
         matched.append(matches)
-    return free_run(model, contexts, played, real, seed, **sampling), float(np.mean(matched))
+    return free_run(model, contexts, played, real, seed, sampler=sampler), float(np.mean(matched))
 
 
 def agreement_by_step(rollouts: Rollouts) -> np.ndarray:

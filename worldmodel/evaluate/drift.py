@@ -9,15 +9,24 @@ import torch
 from tqdm import tqdm
 
 import envs
-from worldmodel.evaluate.episodes import Context, item_generators, restore_game
+from worldmodel.evaluate.episodes import EpisodeStart, restore_game, sampling_seeds
 from worldmodel.evaluate.game_metrics import pacman_tile_count, pellet_reappearances, wall_agreement
+from worldmodel.evaluate.names import PELLETS_BACK, WALLS
+from worldmodel.game_step import LatentGames
+from worldmodel.sampler import Sampler
 
 GIF_EVERY = 10  # steps between the frames kept for the drift GIF
 
 
 @torch.no_grad()
 def drift(
-    model, contexts: list[Context], steps: int, seed: int, players=None, progress: bool = True, **sampling
+    model,
+    contexts: list[EpisodeStart],
+    steps: int,
+    seed: int,
+    players=None,
+    progress: bool = True,
+    sampler: Sampler | None = None,
 ) -> dict:
     """Plays ``steps`` generated frames from each context in one batch (one rollout per context).
 
@@ -27,11 +36,10 @@ def drift(
     tiles as the real game under the same keys) and ``real_running`` (the real game had not ended);
     per rollout ``pellet_reappearances``; and ``gif_frames`` of the first rollout every GIF_EVERY steps.
     """
-    device = model.device
     batch = len(contexts)
-    history = torch.stack([c.latents() for c in contexts]).to(device)  # (B, K, C, h, w)
-    past = model.settings.action_window - 1
-    past_actions = torch.stack([c.actions(past) for c in contexts]).to(device)  # (B, W-1)
+    learned = LatentGames(model, batch)
+    window = model.settings.action_window
+    learned.start(range(batch), [c.context(window) for c in contexts], sampling_seeds(seed, batch))
     frames = [c.episode.frames[c.last] for c in contexts]
     maze_walls = [envs.parse_frame(frame).walls for frame in frames]
     players = players or [envs.Explorer(seed * 1_000 + row) for row in range(batch)]
@@ -39,7 +47,6 @@ def drift(
     for game, context in zip(games, contexts, strict=True):
         restore_game(game, context)
     running = np.ones(batch, dtype=bool)
-    generators = item_generators(seed, batch, device)
     walls = np.zeros((batch, steps))
     pacman_tiles = np.zeros((batch, steps), dtype=np.int64)
     ghosts_equal = np.zeros((batch, steps), dtype=bool)
@@ -53,12 +60,7 @@ def drift(
             real_frames[row], _, terminated, truncated, _ = games[row].step(actions[row])
             running[row] = not (terminated or truncated)
             real_running[row, step] = True
-        actions = torch.tensor(actions, device=device)
-        window_actions = torch.cat([past_actions, actions[:, None]], dim=1)  # (B, W)
-        next_latents = model.predict_next(history, window_actions, generator=generators, **sampling)
-        history = torch.cat([history[:, 1:], next_latents[:, None]], dim=1)
-        past_actions = window_actions[:, 1:]
-        frames = list(model.decode(next_latents).cpu().numpy())
+        frames = list(learned.step(torch.tensor(actions), sampler, rewards=False).frames)
         for row, frame in enumerate(frames):
             state = envs.parse_frame(frame)
             states[row].append(state)
@@ -71,10 +73,10 @@ def drift(
     for game in games:
         game.close()
     return {
-        "wall_agreement": walls,
+        WALLS: walls,
         "pacman_tiles": pacman_tiles,
         "ghost_count_equal": ghosts_equal,
         "real_running": real_running,
-        "pellet_reappearances": np.array([pellet_reappearances(s) for s in states]),
+        PELLETS_BACK: np.array([pellet_reappearances(s) for s in states]),
         "gif_frames": np.stack(gif_frames),
     }

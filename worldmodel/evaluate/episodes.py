@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 import recorder
+from worldmodel.contexts import Context
 
 
 class EvaluationError(ValueError):
@@ -32,8 +33,8 @@ class HeldOutEpisode:
 
 
 @dataclass
-class Context:
-    """K real frames to start free-running generation from, in one episode."""
+class EpisodeStart:
+    """A place in a held-out episode to start the learned game from: its K frames from ``start`` on."""
 
     episode: HeldOutEpisode
     start: int  # first context frame
@@ -52,6 +53,16 @@ class Context:
         produced_by = self.episode.produced_by()
         return torch.from_numpy(
             recorder.action_window(produced_by, self.last + 1, length or self.history_length)
+        )
+
+    def context(self, action_window: int) -> Context:
+        """The learned game's start here, for a model reading ``action_window`` actions."""
+        return Context(
+            frames=self.episode.frames[self.start : self.last + 1],
+            actions=self.actions(action_window - 1).numpy(),
+            seed=self.episode.seed,
+            replay_actions=self.episode.actions[: self.last],
+            latents=self.latents(),
         )
 
     def recorded_future(self, horizon: int) -> tuple[np.ndarray, np.ndarray]:
@@ -93,7 +104,7 @@ def load_held_out(model, data_path: str | Path, count: int) -> list[HeldOutEpiso
     return episodes
 
 
-def choose_windows(episodes, history_length: int, count: int, rng: np.random.Generator) -> list[Context]:
+def choose_windows(episodes, history_length: int, count: int, rng: np.random.Generator) -> list[EpisodeStart]:
     """``count`` teacher-forcing windows (K frames and the next), drawn without replacement."""
     rows = [
         (e, start)
@@ -101,12 +112,12 @@ def choose_windows(episodes, history_length: int, count: int, rng: np.random.Gen
         for start in range(len(episode.actions) + 1 - history_length)
     ]
     chosen = rng.choice(len(rows), size=min(count, len(rows)), replace=False)
-    return [Context(episodes[rows[i][0]], rows[i][1], history_length) for i in sorted(chosen)]
+    return [EpisodeStart(episodes[rows[i][0]], rows[i][1], history_length) for i in sorted(chosen)]
 
 
 def choose_contexts(
     episodes, history_length: int, horizon: int, rng: np.random.Generator, per_episode: int = 1
-) -> list[Context]:
+) -> list[EpisodeStart]:
     """``per_episode`` contexts from each episode (episode by episode), each placed so that ``horizon``
     recorded frames follow it where the episode allows."""
     contexts = []
@@ -114,11 +125,11 @@ def choose_contexts(
         for episode in episodes:
             latest = len(episode.frames) - history_length - horizon  # the last start with a full horizon
             start = int(rng.integers(latest + 1)) if latest > 0 else 0
-            contexts.append(Context(episode, start, history_length))
+            contexts.append(EpisodeStart(episode, start, history_length))
     return contexts
 
 
-def restore_game(game, context: Context) -> tuple[np.ndarray, bool]:
+def restore_game(game, context: EpisodeStart) -> tuple[np.ndarray, bool]:
     """Puts the real game at the context's last frame: reset with the episode's seed, replay its actions.
 
     Returns that frame and whether it equals the recorded one (the game is deterministic given its
@@ -130,6 +141,6 @@ def restore_game(game, context: Context) -> tuple[np.ndarray, bool]:
     return frame, bool(np.array_equal(frame, context.episode.frames[context.last]))
 
 
-def item_generators(seed: int, count: int, device: torch.device | str = "cpu") -> list[torch.Generator]:
-    """One generator per batch item, so an item's samples do not depend on what it is batched with."""
-    return [torch.Generator(device).manual_seed(seed * 100_003 + item) for item in range(count)]
+def sampling_seeds(seed: int, count: int) -> list[int]:
+    """One sampling seed per rollout or window, so an item's samples do not depend on its batch."""
+    return [seed * 100_003 + item for item in range(count)]

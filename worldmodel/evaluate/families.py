@@ -17,6 +17,7 @@ import envs
 from envs.maze import LEFT
 from recorder.humanlike import HumanLikePlayer
 from recorder.policies import RandomPolicy, StickyRandomPolicy
+from worldmodel.contexts import Context
 from worldmodel.evaluate.control import (
     CLOCKWISE,
     MazeCircuit,
@@ -25,17 +26,26 @@ from worldmodel.evaluate.control import (
     play_real_game,
     tiles_at,
 )
-from worldmodel.evaluate.episodes import Context, item_generators
-from worldmodel.evaluate.fidelity import Rollouts, free_run
+from worldmodel.evaluate.episodes import EpisodeStart, sampling_seeds
+from worldmodel.evaluate.fidelity import Rollouts, free_run, next_frames
 from worldmodel.evaluate.game_metrics import per_step_mean, share_interval
+from worldmodel.evaluate.names import (
+    GHOST_COUNT,
+    GHOST_TILE_AT_16,
+    MISSING_AT_16,
+    PSNR_COPY_LAST,
+    TILE_AT_16,
+    TILE_AT_16_INTERVAL,
+)
 from worldmodel.metrics import pooled_psnr
+from worldmodel.sampler import Sampler
 
 FAMILIES = ("recorded", "explorer", "random", "sticky", "humanlike", "circuit")
 TARGET_STEP = 16
 DELTA_PSNR_STEPS = (4, 16)
 
 
-def family_player(family: str, num_actions: int, seed: int, context: Context):
+def family_player(family: str, num_actions: int, seed: int, context: EpisodeStart):
     """The player of ``family`` for one start: ``player(frame) -> action``."""
     if family == "explorer":
         return envs.Explorer(seed)
@@ -58,13 +68,13 @@ class FamilyPlay:
     """What a family's players did in the real game from each start: their keys and its frames."""
 
     family: str
-    contexts: list[Context]
+    contexts: list[EpisodeStart]
     actions: list[np.ndarray]  # per start (T_i,)
     frames: list[np.ndarray]  # per start (T_i, H, W, 3): the real game's answer to those keys
     replay_matched: float  # share of starts whose restored real frame equalled the recording
 
 
-def play_family(game, family: str, contexts: list[Context], horizon: int, seed: int, num_actions: int):
+def play_family(game, family: str, contexts: list[EpisodeStart], horizon: int, seed: int, num_actions: int):
     """Plays ``horizon`` steps of ``family`` in the real game from every context."""
     actions, frames, matched = [], [], []
     for row, context in enumerate(contexts):
@@ -89,18 +99,18 @@ def usable(play: FamilyPlay) -> FamilyPlay:
     )
 
 
-def generate(model, play: FamilyPlay, seed: int, window_limit: int | None = None, **sampling) -> Rollouts:
-    return free_run(
-        model, play.contexts, play.actions, play.frames, seed, window_limit=window_limit, **sampling
-    )
+def generate(
+    model, play: FamilyPlay, seed: int, window_limit: int | None = None, sampler: Sampler | None = None
+) -> Rollouts:
+    return free_run(model, play.contexts, play.actions, play.frames, seed, window_limit, sampler)
 
 
-def random_keys_rollouts(model, play: FamilyPlay, seed: int, **sampling) -> Rollouts:
+def random_keys_rollouts(model, play: FamilyPlay, seed: int, sampler: Sampler | None = None) -> Rollouts:
     """The same starts generated under uniformly random keys, compared with the family's real frames:
     the other half of Genie's controllability measure."""
     rng = np.random.default_rng([seed, 7])
     keys = [rng.integers(model.settings.num_actions, size=len(a)).astype(np.int64) for a in play.actions]
-    return free_run(model, play.contexts, keys, play.frames, seed, **sampling)
+    return free_run(model, play.contexts, keys, play.frames, seed, sampler=sampler)
 
 
 def psnr_at(rollouts: Rollouts, step: int) -> float:
@@ -117,37 +127,32 @@ def delta_psnr(actual: Rollouts, random_keys: Rollouts, step: int) -> float:
 
 
 @torch.no_grad()
-def teacher_forced_play(model, play: FamilyPlay, count: int, seed: int, **sampling) -> dict[str, float]:
+def teacher_forced_play(
+    model, play: FamilyPlay, count: int, seed: int, sampler: Sampler | None = None
+) -> dict[str, float]:
     """Next-frame PSNR of the model and of copy-last on ``count`` steps of the family's real play,
     each predicted from the K real frames and the real keys before it (pooled over the frames)."""
     k, past = model.settings.history_length, model.settings.action_window - 1
     rows = [(row, step) for row, actions in enumerate(play.actions) for step in range(len(actions))]
     rng = np.random.default_rng([seed, 11])
     chosen = sorted(rng.choice(len(rows), size=min(count, len(rows)), replace=False).tolist())
-    history_frames, windows, targets = [], [], []
+    contexts, actions, targets = [], [], []
     for index in chosen:
         row, step = rows[index]
-        context = play.contexts[row]
-        frames = np.concatenate([context.episode.frames[context.start : context.last + 1], play.frames[row]])
-        history_frames.append(frames[step : step + k])  # the K real frames before the target
-        keys = np.concatenate([context.actions(past).numpy(), play.actions[row][: step + 1]])
-        windows.append(keys[-(past + 1) :])
+        start = play.contexts[row]
+        frames = np.concatenate([start.episode.frames[start.start : start.last + 1], play.frames[row]])
+        keys = np.concatenate([start.actions(past).numpy(), play.actions[row][: step + 1]])
+        # the K real frames before the target and the keys before it; seed and replay are not needed
+        contexts.append(Context(frames[step : step + k], keys[-(past + 1) : -1], None, None))
+        actions.append(keys[-1])
         targets.append(frames[step + k])
     if not targets:
-        return {"psnr": float("nan"), "psnr_copy_last": float("nan"), "windows": 0}
-    history_frames, targets = np.stack(history_frames), np.stack(targets)
-    predicted = []
-    for first in range(0, len(targets), 64):
-        chunk = slice(first, first + 64)
-        latents = model.encode(torch.from_numpy(history_frames[chunk].reshape(-1, *targets.shape[1:])))
-        history = latents.view(-1, k, *latents.shape[1:])  # (B, K, C, h, w)
-        actions = torch.from_numpy(np.stack(windows[chunk])).to(model.device)
-        generators = item_generators(seed, len(targets), model.device)[chunk]
-        next_latents = model.predict_next(history, actions, generator=generators, **sampling)
-        predicted.append(model.decode(next_latents).cpu().numpy())
+        return {"psnr": float("nan"), PSNR_COPY_LAST: float("nan"), "windows": 0}
+    targets = np.stack(targets)
+    predicted = next_frames(model, contexts, np.array(actions), sampling_seeds(seed, len(targets)), sampler)
     return {
-        "psnr": pooled_psnr(np.concatenate(predicted), targets),
-        "psnr_copy_last": pooled_psnr(history_frames[:, -1], targets),
+        "psnr": pooled_psnr(predicted, targets),
+        PSNR_COPY_LAST: pooled_psnr(np.stack([c.frames[-1] for c in contexts]), targets),
         "windows": len(targets),
     }
 
@@ -158,12 +163,12 @@ def control_scores(rollouts: Rollouts, step: int = TARGET_STEP) -> dict:
     hits, count = tiles["hits"], tiles["rollouts"]
     ghosts = ghost_agreement(rollouts, step)
     return {
-        "pacman_tile_agreement_at_16": hits / count if count else float("nan"),
-        "pacman_tile_agreement_at_16_interval": list(share_interval(hits, count)),
-        "pacman_missing_at_16": tiles["missing"] / count if count else float("nan"),
+        TILE_AT_16: hits / count if count else float("nan"),
+        TILE_AT_16_INTERVAL: list(share_interval(hits, count)),
+        MISSING_AT_16: tiles["missing"] / count if count else float("nan"),
         "rollouts_at_16": count,
-        "ghost_tile_agreement_at_16": ghosts["tile_agreement"],
-        "ghost_count_agreement": ghosts["count_agreement"],
+        GHOST_TILE_AT_16: ghosts["tile_agreement"],
+        GHOST_COUNT: ghosts["count_agreement"],
     }
 
 

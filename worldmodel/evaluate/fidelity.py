@@ -8,49 +8,72 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from worldmodel.evaluate.episodes import Context, item_generators
+from worldmodel.evaluate.episodes import EpisodeStart, sampling_seeds
+from worldmodel.evaluate.names import PSNR_COPY_LAST
+from worldmodel.game_step import LatentGames, rollout
 from worldmodel.metrics import psnr, ssim
-from worldmodel.rollout import rollout
+from worldmodel.sampler import Sampler
 
-BATCH = 64  # windows per predict_next call: large enough to amortise, small enough for any CPU
+BATCH = 64  # windows per model step: large enough to amortise, small enough for any CPU
+
+
+def next_frames(
+    model, contexts: list, actions: np.ndarray, seeds: list[int], sampler: Sampler | None = None
+) -> np.ndarray:
+    """Teacher forcing: the frame (N, H, W, 3) predicted one step from each real context under its
+    action, in batches of BATCH, through the same step as the game."""
+    predicted = []
+    for first in range(0, len(contexts), BATCH):
+        chunk = slice(first, first + BATCH)
+        games = LatentGames(model, len(contexts[chunk]))
+        games.start(range(len(contexts[chunk])), contexts[chunk], seeds[chunk])
+        step = games.step(torch.as_tensor(actions[chunk]), sampler, rewards=False)
+        predicted.append(step.frames)
+    return np.concatenate(predicted)
 
 
 @torch.no_grad()
-def teacher_forced(model, windows: list[Context], seed: int, **sampling) -> dict[str, np.ndarray]:
+def teacher_forced(
+    model, windows: list[EpisodeStart], seed: int, sampler: Sampler | None = None
+) -> dict[str, np.ndarray]:
     """Per-window PSNR/SSIM of the predicted next frame and of the copy-last-frame baseline.
 
     Also the autoencoder's own PSNR on the target frame: the ceiling the decoder allows.
     """
-    scores = {name: [] for name in ("psnr", "ssim", "psnr_copy_last", "ssim_copy_last", "psnr_autoencoder")}
-    generators = item_generators(seed, len(windows), model.device)
-    for first in range(0, len(windows), BATCH):
-        batch = windows[first : first + BATCH]
-        history = torch.stack([w.latents() for w in batch]).to(model.device)  # (B, K, C, h, w)
-        past = model.settings.action_window - 1
-        actions = torch.stack(
-            [torch.cat([w.actions(past), torch.tensor([w.episode.actions[w.last]])]) for w in batch]
-        ).to(model.device)  # (B, W)
-        predicted_latents = model.predict_next(
-            history, actions, generator=generators[first : first + len(batch)], **sampling
-        )  # (B, C, h, w)
-        predicted = model.decode(predicted_latents).cpu()
-        target = torch.from_numpy(np.stack([w.episode.frames[w.last + 1] for w in batch]))
-        last = torch.from_numpy(np.stack([w.episode.frames[w.last] for w in batch]))
-        target_latents = torch.stack([w.episode.latents[w.last + 1] for w in batch]).to(model.device)
-        reconstructed = model.decode(target_latents).cpu()
-        scores["psnr"].append(psnr(predicted, target))
-        scores["ssim"].append(ssim(predicted, target))
-        scores["psnr_copy_last"].append(psnr(last, target))
-        scores["ssim_copy_last"].append(ssim(last, target))
-        scores["psnr_autoencoder"].append(psnr(reconstructed, target))
-    return {name: torch.cat(values).numpy() for name, values in scores.items()}
+    window = model.settings.action_window
+    predicted = torch.from_numpy(
+        next_frames(
+            model,
+            [w.context(window) for w in windows],
+            np.array([w.episode.actions[w.last] for w in windows]),
+            sampling_seeds(seed, len(windows)),
+            sampler,
+        )
+    )
+    target = torch.from_numpy(np.stack([w.episode.frames[w.last + 1] for w in windows]))
+    last = torch.from_numpy(np.stack([w.episode.frames[w.last] for w in windows]))
+    reconstructed = torch.cat(
+        [
+            model.decode(
+                torch.stack([w.episode.latents[w.last + 1] for w in windows[i : i + BATCH]]).to(model.device)
+            ).cpu()
+            for i in range(0, len(windows), BATCH)
+        ]
+    )
+    return {
+        "psnr": psnr(predicted, target).numpy(),
+        "ssim": ssim(predicted, target).numpy(),
+        PSNR_COPY_LAST: psnr(last, target).numpy(),
+        "ssim_copy_last": ssim(last, target).numpy(),
+        "psnr_autoencoder": psnr(reconstructed, target).numpy(),
+    }
 
 
 @dataclass
 class Rollouts:
     """Free-running generations next to the frames the real game showed for the same actions."""
 
-    contexts: list[Context]
+    contexts: list[EpisodeStart]
     actions: np.ndarray  # (B, T) int64, NOOP-padded past each rollout's end
     generated: np.ndarray  # (B, T, H, W, 3) uint8
     real: np.ndarray  # (B, T, H, W, 3) uint8, zeros past each rollout's end
@@ -70,12 +93,12 @@ class Rollouts:
 @torch.no_grad()
 def free_run(
     model,
-    contexts: list[Context],
+    contexts: list[EpisodeStart],
     action_lists: list[np.ndarray],
     real_lists: list[np.ndarray],
     seed: int,
     window_limit: int | None = None,
-    **sampling,
+    sampler: Sampler | None = None,
 ) -> Rollouts:
     """Generates from each context under its actions, batched; ``real_lists`` are the real frames to compare."""
     horizon = max(len(actions) for actions in action_lists)
@@ -87,24 +110,24 @@ def free_run(
         actions[row, : len(played)] = played
         real[row, : len(frames)] = frames
         valid[row, : len(frames)] = True
-    device = model.device
     latents = rollout(
         model,
-        torch.stack([c.latents() for c in contexts]).to(device),  # (B, K, C, h, w)
-        torch.stack([c.actions(model.settings.action_window - 1) for c in contexts]).to(device),  # (B, W-1)
-        torch.from_numpy(actions).to(device),
-        generator=item_generators(seed, batch, device),
-        window_limit=window_limit,
-        **sampling,
+        [c.context(model.settings.action_window) for c in contexts],
+        torch.from_numpy(actions),
+        sampling_seeds(seed, batch),
+        sampler,
+        window_limit,
     )  # (B, T, C, h, w)
     generated = model.decode(latents.flatten(0, 1)).cpu().numpy().reshape(real.shape)
     return Rollouts(contexts, actions, generated, real, valid)
 
 
-def recorded_rollouts(model, contexts: list[Context], horizon: int, seed: int, **sampling) -> Rollouts:
+def recorded_rollouts(
+    model, contexts: list[EpisodeStart], horizon: int, seed: int, sampler: Sampler | None = None
+) -> Rollouts:
     """Rollouts under each episode's own recorded actions, compared with its recorded frames."""
     futures = [context.recorded_future(horizon) for context in contexts]
-    return free_run(model, contexts, [a for a, _ in futures], [f for _, f in futures], seed, **sampling)
+    return free_run(model, contexts, [a for a, _ in futures], [f for _, f in futures], seed, sampler=sampler)
 
 
 def rollout_psnr(rollouts: Rollouts) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,21 @@ matplotlib.use("Agg")  # no display: files only
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from worldmodel.samples import save_gif, upscale  # noqa: E402
+from worldmodel.evaluate.names import (
+    GHOST_COUNT,
+    GHOST_TILE_AT_16,
+    MISSING_AT_16,
+    PELLETS_BACK,
+    PSNR_COPY_LAST,
+    PSNR_TEACHER_FORCED,
+    SINGLE_PACMAN,
+    STEP_FPS,
+    TILE_AT_16,
+    TILE_AT_16_INTERVAL,
+    TILE_AT_64,
+    WALLS,
+)
+from worldmodel.pictures import save_gif, upscale  # noqa: E402
 
 SEPARATOR = np.full((64, 2, 3), 128, dtype=np.uint8)  # grey column between real and generated
 
@@ -98,8 +112,8 @@ def _sections(metrics: dict, out: Path) -> list[str]:
         _table(
             ["", "PSNR (dB)", "SSIM"],
             [
-                ["model", m["psnr_teacher_forced"], m["ssim_teacher_forced"]],
-                ["copy last frame", m["psnr_copy_last"], m["ssim_copy_last"]],
+                ["model", m[PSNR_TEACHER_FORCED], m["ssim_teacher_forced"]],
+                ["copy last frame", m[PSNR_COPY_LAST], m["ssim_copy_last"]],
                 ["autoencoder", m["psnr_autoencoder"], None],
             ],
         ),
@@ -142,7 +156,7 @@ def _sections(metrics: dict, out: Path) -> list[str]:
         "## 6. Speed",
         _table(
             ["measure", "frames/s"],
-            [["WorldModelEnv.step (batch 1)", m["step_fps"]]]
+            [["WorldModelEnv.step (batch 1)", m[STEP_FPS]]]
             + [
                 [f"batched step ({key.rsplit('_', 1)[1]} games)", value]
                 for key, value in m.items()
@@ -159,9 +173,9 @@ def _sections(metrics: dict, out: Path) -> list[str]:
                     r["setting"],
                     r["value"],
                     r["default"],
-                    r["psnr_teacher_forced"],
-                    r["pacman_tile_agreement_at_16"],
-                    r["step_fps"],
+                    r[PSNR_TEACHER_FORCED],
+                    r[TILE_AT_16],
+                    r[STEP_FPS],
                 ]
                 for r in m["ablations"]
             ],
@@ -200,7 +214,7 @@ def _family_sections(m: dict) -> list[str]:
     rows = m.get("families")
     if not rows:
         return []
-    parsed = "pacman_tile_agreement_at_16" in next(iter(rows.values()))
+    parsed = TILE_AT_16 in next(iter(rows.values()))
     header = ["family", "teacher-forced PSNR", "copy-last PSNR", "ΔPSNR at 4", "ΔPSNR at 16"]
     if parsed:
         header += ["Pacman on the real tile at 16", "95% interval", "at 64", "Pacman missing at 16",
@@ -209,15 +223,15 @@ def _family_sections(m: dict) -> list[str]:
     for family, r in rows.items():
         cells = [
             family,
-            r["psnr_teacher_forced"],
-            r["psnr_copy_last"],
+            r[PSNR_TEACHER_FORCED],
+            r[PSNR_COPY_LAST],
             r["delta_psnr_at_4"],
             r["delta_psnr_at_16"],
         ]
         if parsed:
-            cells += [r["pacman_tile_agreement_at_16"], _interval(r["pacman_tile_agreement_at_16_interval"]),
-                      r["pacman_tile_agreement_at_64"], r["pacman_missing_at_16"], r["ghost_count_agreement"],
-                      r["ghost_tile_agreement_at_16"]]  # fmt: skip
+            cells += [r[TILE_AT_16], _interval(r[TILE_AT_16_INTERVAL]),
+                      r[TILE_AT_64], r[MISSING_AT_16], r[GHOST_COUNT],
+                      r[GHOST_TILE_AT_16]]  # fmt: skip
         table.append(cells)
     first = next(iter(rows.values()))
     sections = [
@@ -270,10 +284,10 @@ def _family_sections(m: dict) -> list[str]:
                     [
                         family,
                         f"{r['rollouts']} x {r['steps']}",
-                        r["single_pacman"],
-                        r["ghost_count_agreement"],
-                        r["wall_agreement"],
-                        r["pellet_reappearances"],
+                        r[SINGLE_PACMAN],
+                        r[GHOST_COUNT],
+                        r[WALLS],
+                        r[PELLETS_BACK],
                     ]  # fmt: skip
                     for family, r in long_play.items()
                 ],

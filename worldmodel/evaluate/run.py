@@ -15,6 +15,7 @@ import envs
 from worldmodel.evaluate import control, fidelity, report, speed
 from worldmodel.evaluate.episodes import EvaluationError, choose_contexts, choose_windows, load_held_out
 from worldmodel.evaluate.game_metrics import at_step, per_step_mean
+from worldmodel.evaluate.names import PSNR_COPY_LAST, PSNR_TEACHER_FORCED, STEP_FPS, TILE_AT_16, WALLS
 from worldmodel.evaluate.reward_end import reward_end_accuracy
 from worldmodel.evaluate.sections import DRIFT_MARKS, families_section, long_play_section
 from worldmodel.model import WorldModel
@@ -117,8 +118,8 @@ def evaluate(
         "checkpoint": str(checkpoint), "data": str(data), "env_id": settings.env_id, "seed": seed,
         "quick": quick, "plan": asdict(plan), "episodes_used": [e.index for e in held_out],
         "sampler_defaults": asdict(settings.sampler), "torch_threads": torch.get_num_threads(),
-        "pacman_tile_agreement_at_16": float("nan"),
-        **{f"wall_agreement_at_{mark}": float("nan") for mark in DRIFT_MARKS},
+        TILE_AT_16: float("nan"),
+        **{f"{WALLS}_at_{mark}": float("nan") for mark in DRIFT_MARKS},
     }  # fmt: skip
     notes, curves = [], {}
     ablation_count = sum(len(values) for values in speed.ABLATIONS.values())
@@ -142,9 +143,9 @@ def evaluate(
     stage("reward and end")
     metrics.update(reward_end_accuracy(model, held_out))
     stage("speed")
-    metrics["step_fps"] = speed.step_fps(model, plan.fps_steps, seed)
-    metrics[f"batched_fps_{plan.batch_fps_size}"] = speed.batched_fps(
-        model, plan.batch_fps_size, plan.fps_steps, seed, contexts[0]
+    metrics[STEP_FPS] = speed.step_fps(model, plan.fps_steps, seed)
+    metrics[f"batched_fps_{plan.batch_fps_size}"] = speed.vector_env_fps(
+        model, plan.batch_fps_size, plan.fps_steps, seed
     )
     stage("ablations")
     ablation_windows = windows[:: max(1, len(windows) // plan.ablation_windows)][: plan.ablation_windows]
@@ -171,8 +172,8 @@ def teacher_forced_section(model, windows, seed: int, out: Path) -> dict:
     scores = fidelity.teacher_forced(model, windows, seed)
     report.plot_teacher_forced(scores, out / "teacher_forced.png")
     return {
-        "psnr_teacher_forced": scores["psnr"].mean(),
-        "psnr_copy_last": scores["psnr_copy_last"].mean(),
+        PSNR_TEACHER_FORCED: scores["psnr"].mean(),
+        PSNR_COPY_LAST: scores[PSNR_COPY_LAST].mean(),
         "ssim_teacher_forced": scores["ssim"].mean(),
         "ssim_copy_last": scores["ssim_copy_last"].mean(),
         "psnr_autoencoder": scores["psnr_autoencoder"].mean(),

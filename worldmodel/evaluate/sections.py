@@ -13,6 +13,17 @@ from worldmodel.evaluate import report
 from worldmodel.evaluate.drift import drift
 from worldmodel.evaluate.episodes import choose_contexts
 from worldmodel.evaluate.game_metrics import at_step
+from worldmodel.evaluate.names import (
+    GHOST_COUNT,
+    PELLETS_BACK,
+    PSNR_COPY_LAST,
+    PSNR_TEACHER_FORCED,
+    SINGLE_PACMAN,
+    TILE_AT_16,
+    TILE_AT_16_INTERVAL,
+    TILE_AT_64,
+    WALLS,
+)
 
 ANY_GAME_FAMILIES = ("recorded", "random", "sticky")  # players that need no frame parser
 LONG_PLAY_FAMILIES = ("humanlike", "random")
@@ -39,7 +50,7 @@ def families_section(model, held_out, plan, seed: int, out: Path, metrics: dict,
             play = fam.usable(fam.play_family(game, family, short, fam.TARGET_STEP, seed, a))
             rollouts = fam.generate(model, play, seed)
             row = fam.teacher_forced_play(model, play, plan.family_windows, seed)
-            row = {"psnr_teacher_forced": row["psnr"], "psnr_copy_last": row["psnr_copy_last"],
+            row = {PSNR_TEACHER_FORCED: row["psnr"], PSNR_COPY_LAST: row[PSNR_COPY_LAST],
                    "teacher_forced_windows": row["windows"], "replay_matched": play.replay_matched}  # fmt: skip
             subset = fam.FamilyPlay(
                 family,
@@ -57,7 +68,7 @@ def families_section(model, held_out, plan, seed: int, out: Path, metrics: dict,
                 curve = curves[f"pacman_tile_agreement_{family}"] = fam.curve_scores(
                     fam.generate(model, long_play, seed)
                 )["curve"]
-                row["pacman_tile_agreement_at_64"] = at_step(curve, plan.horizon)
+                row[TILE_AT_64] = at_step(curve, plan.horizon)
                 row["curve_rollouts"] = len(long_play.contexts)
                 shown[family] = rollouts
             rows[family] = row
@@ -67,10 +78,8 @@ def families_section(model, held_out, plan, seed: int, out: Path, metrics: dict,
         game.close()
     metrics["families"] = rows
     if parsed:
-        metrics["pacman_tile_agreement_at_16"] = rows["recorded"]["pacman_tile_agreement_at_16"]
-        metrics["pacman_tile_agreement_at_16_interval"] = rows["recorded"][
-            "pacman_tile_agreement_at_16_interval"
-        ]
+        metrics[TILE_AT_16] = rows["recorded"][TILE_AT_16]
+        metrics[TILE_AT_16_INTERVAL] = rows["recorded"][TILE_AT_16_INTERVAL]
         report.plot_curves(
             out / "control.png", "share of frames with Pacman on the real tile",
             {family: curves[f"pacman_tile_agreement_{family}"] for family in rows}, share=True,
@@ -91,10 +100,8 @@ def window_ablation(model, game, contexts, seed: int) -> dict:
     }
     for name, limit in (("full", None), ("short", settings.history_length + 1)):
         scores = fam.control_scores(fam.generate(model, play, seed, window_limit=limit))
-        result[f"pacman_tile_agreement_at_16_{name}"] = scores["pacman_tile_agreement_at_16"]
-        result[f"pacman_tile_agreement_at_16_{name}_interval"] = scores[
-            "pacman_tile_agreement_at_16_interval"
-        ]
+        result[f"{TILE_AT_16}_{name}"] = scores[TILE_AT_16]
+        result[f"{TILE_AT_16}_{name}_interval"] = scores[TILE_AT_16_INTERVAL]
     return result
 
 
@@ -120,23 +127,23 @@ def long_play_section(
         rows[family] = {
             "rollouts": int(mine.sum()),
             "steps": plan.drift_steps,
-            "single_pacman": float((result["pacman_tiles"][mine] == 1).mean()),
-            "ghost_count_agreement": float(result["ghost_count_equal"][mine][running].mean())
+            SINGLE_PACMAN: float((result["pacman_tiles"][mine] == 1).mean()),
+            GHOST_COUNT: float(result["ghost_count_equal"][mine][running].mean())
             if running.any()
             else float("nan"),
             "ghost_frames_compared": int(running.sum()),
-            "wall_agreement": float(result["wall_agreement"][mine].mean()),
-            "pellet_reappearances": float(result["pellet_reappearances"][mine].mean()),
+            WALLS: float(result[WALLS][mine].mean()),
+            PELLETS_BACK: float(result[PELLETS_BACK][mine].mean()),
         }
     metrics["long_play"] = rows
-    walls = curves["wall_agreement"] = result["wall_agreement"].mean(axis=0)
-    single = curves["single_pacman"] = (result["pacman_tiles"] == 1).mean(axis=0)
+    walls = curves[WALLS] = result[WALLS].mean(axis=0)
+    single = curves[SINGLE_PACMAN] = (result["pacman_tiles"] == 1).mean(axis=0)
     for mark in DRIFT_MARKS:
         # A shortened (--quick) run reads each mark at the same fraction of its horizon.
-        metrics[f"wall_agreement_at_{mark}"] = at_step(walls, round(mark * plan.drift_steps / 1000))
+        metrics[f"{WALLS}_at_{mark}"] = at_step(walls, round(mark * plan.drift_steps / 1000))
     metrics["drift_steps"] = plan.drift_steps
     metrics["single_pacman_fraction"] = float(single.mean())
-    metrics["pellet_reappearances"] = float(result["pellet_reappearances"].mean())
+    metrics[PELLETS_BACK] = float(result[PELLETS_BACK].mean())
     report.plot_curves(
         out / "drift.png", "share over the long-play rollouts",
         {"wall tiles matching the maze": walls, "frames with exactly one Pacman": single}, share=True,

@@ -1,5 +1,6 @@
 """Speed of the playable game: frames per second of one environment step (sample, decode, heads),
-single and batched, and the sampler ablations that trade it against fidelity and control."""
+single and batched, and the sampler ablations that trade it against fidelity and control. The
+benchmarks (bench/) time the envs through these same functions."""
 
 from __future__ import annotations
 
@@ -8,11 +9,12 @@ import time
 import numpy as np
 import torch
 
-from worldmodel.env import Context as GameContext
-from worldmodel.env import LatentGames, WorldModelEnv
-from worldmodel.evaluate.episodes import Context
+from worldmodel.env import WorldModelEnv
 from worldmodel.evaluate.fidelity import recorded_rollouts, teacher_forced
 from worldmodel.evaluate.game_metrics import at_step, per_step_mean
+from worldmodel.evaluate.names import PSNR_TEACHER_FORCED, STEP_FPS, TILE_AT_16
+from worldmodel.sampler import Sampler
+from worldmodel.vector_env import WorldModelVectorEnv
 
 WARMUP_STEPS = 3
 ABLATIONS = {
@@ -23,41 +25,53 @@ ABLATIONS = {
 AGREEMENT_STEP = 16
 
 
-def _median_fps(step, steps: int, frames_per_step: int) -> float:
-    for _ in range(WARMUP_STEPS):
+NO_END = 2.0  # an end threshold no probability reaches: a timed step never includes an autoreset
+
+
+def _median_fps(step, steps: int, frames_per_step: int, warmup: int, synchronize=None) -> float:
+    for _ in range(warmup):
         step()
     durations = []
     for _ in range(steps):
         started = time.perf_counter()
         step()
+        if synchronize is not None:
+            synchronize()
         durations.append(time.perf_counter() - started)
     return frames_per_step / float(np.median(durations))
 
 
-def step_fps(model, steps: int, seed: int, **sampling) -> float:
-    """Frames per second of ``WorldModelEnv.step`` with these sampler settings (median over ``steps``)."""
-    env = WorldModelEnv(model, context="real", device=model.device, **sampling)
+def _synchronize(model):
+    """Waits for the GPU's queued work, so a timed step includes it."""
+    return torch.cuda.synchronize if model.device.type == "cuda" else None
+
+
+def step_fps(
+    model, steps: int, seed: int, sampler: Sampler | None = None, warmup: int = WARMUP_STEPS
+) -> float:
+    """Frames per second of ``WorldModelEnv.step`` with this sampler (median over ``steps`` random keys)."""
+    env = WorldModelEnv(model, context="real", device=model.device, sampler=sampler, end_threshold=NO_END)
     env.reset(seed=seed)
-    actions = iter(np.random.default_rng(seed).integers(env.action_space.n, size=WARMUP_STEPS + steps))
+    actions = iter(np.random.default_rng(seed).integers(env.action_space.n, size=warmup + steps))
     try:
-        return _median_fps(lambda: env.step(int(next(actions))), steps, 1)
+        return _median_fps(lambda: env.step(int(next(actions))), steps, 1, warmup, _synchronize(model))
     finally:
         env.close()
 
 
-def batched_fps(model, batch: int, steps: int, seed: int, context: Context) -> float:
-    """Frames per second of ``batch`` games stepped together, as a vectorised env or an RL learner does."""
-    games = LatentGames(model, batch)
-    episode = context.episode
-    start = GameContext(
-        episode.frames[context.start : context.last + 1],
-        context.actions(model.settings.action_window - 1).numpy(),
-        episode.seed,
-        episode.actions[: context.last],
-    )
-    games.start(list(range(batch)), [start] * batch, [seed + row for row in range(batch)])
-    actions = torch.zeros(batch, dtype=torch.long)
-    return _median_fps(lambda: games.step(actions, {}), steps, batch)
+def vector_env_fps(
+    model, batch: int, steps: int, seed: int, sampler: Sampler | None = None, warmup: int = WARMUP_STEPS
+) -> float:
+    """Frames per second (copies x steps per second) of ``WorldModelVectorEnv.step`` at ``batch`` copies
+    under random keys, as an RL learner steps it."""
+    env = WorldModelVectorEnv(batch, model, device=model.device, sampler=sampler, end_threshold=NO_END)
+    env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    try:
+        step = lambda: env.step(rng.integers(env.single_action_space.n, size=batch))  # noqa: E731
+        return _median_fps(step, steps, batch, warmup, _synchronize(model))
+    finally:
+        env.close()
 
 
 def ablations(
@@ -68,20 +82,20 @@ def ablations(
     rows = []
     for name, values in ABLATIONS.items():
         for value in values:
-            sampling = {name: value}
-            scores = teacher_forced(model, windows, seed, **sampling)
+            sampler = model.sampler.replace(**{name: value})
+            scores = teacher_forced(model, windows, seed, sampler)
             row = {
                 "setting": name,
                 "value": value,
                 "default": value == getattr(defaults, name),
-                "psnr_teacher_forced": float(scores["psnr"].mean()),
-                "pacman_tile_agreement_at_16": float("nan"),
-                "step_fps": step_fps(model, fps_steps, seed, **sampling),
+                PSNR_TEACHER_FORCED: float(scores["psnr"].mean()),
+                TILE_AT_16: float("nan"),
+                STEP_FPS: step_fps(model, fps_steps, seed, sampler),
             }
             if agreement_by_step is not None:
-                rollouts = recorded_rollouts(model, contexts, AGREEMENT_STEP, seed, **sampling)
+                rollouts = recorded_rollouts(model, contexts, AGREEMENT_STEP, seed, sampler)
                 curve = per_step_mean(agreement_by_step(rollouts), rollouts.valid)
-                row["pacman_tile_agreement_at_16"] = at_step(curve, AGREEMENT_STEP)
+                row[TILE_AT_16] = at_step(curve, AGREEMENT_STEP)
             rows.append(row)
             if progress is not None:
                 progress.update()

@@ -3,15 +3,16 @@ processes started, the model it starts from, and each stage trained and saved in
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
 
 import recorder
 from worldmodel.backbones import backbone_named
-from worldmodel.config import ConfigError, WorldModelConfig, config_from_dict
+from worldmodel.config import ConfigError, WorldModelConfig
 from worldmodel.denoiser import Denoiser, with_more_inputs
-from worldmodel.model import SamplerDefaults, WorldModel
+from worldmodel.model import WorldModel
 from worldmodel.training.loop import state_dir
 from worldmodel.training.processes import launch_problem, make_accelerator
 from worldmodel.training.run_directory import check_run_config, lock_run, model_differences
@@ -86,9 +87,8 @@ class TrainingRun:
             model = initial_model(init_from, config, self.action_meanings)
         else:
             model = WorldModel.from_config(config, self.action_meanings)
-        model.settings.config = config.to_dict()
-        # Sampling defaults follow the config, so a retuned flow section reaches the checkpoint.
-        model.settings.sampler = SamplerDefaults.from_flow(config.flow)
+        # The run's config, sampler defaults included, is what the checkpoint records.
+        model.settings.config = config
         self.model = model
         self.stage_records = model.settings.training.setdefault("stages", {})
 
@@ -123,7 +123,7 @@ def initial_model(path: str, config, action_meanings: list[str]) -> WorldModel:
     """A trained checkpoint to continue from under ``config``, its denoiser widened for action planes
     when the config adds them and padded as the config's ``dit.wrap_edges`` says."""
     model = WorldModel.load(path)
-    trained = config_from_dict(model.settings.config)
+    trained = copy.deepcopy(model.settings.config)
     if trained.dit.backbone != config.dit.backbone:
         raise ConfigError(
             f"--init-from {path} holds a '{trained.dit.backbone}' denoiser but the config asks for "
