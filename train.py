@@ -1,7 +1,10 @@
 """Trains the world model from a recorded HDF5 file, stage by stage: the autoencoder (vae), the
 denoiser (dit) and the reward/end heads (heads), or all three in order. Killed at any point, it resumes.
+The distill stage teaches a copy of a trained checkpoint to play in one denoiser pass a frame.
 
     python train.py --config configs/pacman-64.yaml --data data/pacman.h5 --out runs/pacman-64
+    python train.py --config configs/pacman-64.yaml --data data/pacman.h5 --out runs/pacman-64-one-step \
+        --stage distill --init-from runs/pacman-64/checkpoint
     accelerate launch --multi_gpu --num_processes 2 train.py ...   # two processes: GPUs, or CPUs with no GPU
 """
 
@@ -12,6 +15,8 @@ import sys
 from pathlib import Path
 
 STAGES = ("vae", "dit", "heads")  # in training order; worldmodel.training.STAGE_TRAINERS trains each
+# Not part of "all": a one-pass denoiser learnt from a trained checkpoint, given as --init-from.
+DISTILL = "distill"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -21,7 +26,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--config", default="configs/pacman-64.yaml", help="YAML preset in configs/")
     parser.add_argument("--data", required=True, help="recorded HDF5 file (python -m recorder ...)")
     parser.add_argument("--out", required=True, help="run directory: state, logs, samples, checkpoint/")
-    parser.add_argument("--stage", default="all", choices=(*STAGES, "all"), help="which stage to train")
+    parser.add_argument(
+        "--stage",
+        default="all",
+        choices=(*STAGES, "all", DISTILL),
+        help="which stage to train; distill: a one-pass sampler taught by the --init-from checkpoint",
+    )
     parser.add_argument(
         "--init-from",
         metavar="CHECKPOINT",
@@ -59,6 +69,8 @@ def main(argv=None) -> int:
         if run.accelerator.is_main_process:
             print(f"train.py: {run.processes_line()}")
         run.load_model(args.init_from)
+        if args.stage == DISTILL:
+            run.load_teacher(args.init_from)
         for name in STAGES if args.stage == "all" else (args.stage,):
             try:
                 run.train(name)

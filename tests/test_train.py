@@ -513,3 +513,57 @@ def test_ctrl_c_stops_training_and_keeps_the_last_save(recorded_file, tmp_path):
     assert "interrupted" in error and "Traceback" not in error
     step = json.loads((out / "state" / "vae" / "progress.json").read_text())["step"]
     assert step >= 1
+
+
+def test_the_distill_stage_teaches_one_pass_to_land_where_the_teachers_sampler_does(
+    recorded_file, trained_run, tmp_path
+):
+    # A teacher whose sampler moves far from its noise: the tiny run's, its output layer given weights.
+    teacher = load(trained_run / "checkpoint")
+    torch.manual_seed(0)
+    torch.nn.init.normal_(teacher.denoiser.transformer.proj_out.weight, std=0.3)
+    teacher_dir = tmp_path / "teacher" / "checkpoint"
+    teacher.save(teacher_dir)
+    os.link(trained_run / "latents.safetensors", teacher_dir.parent / "latents.safetensors")
+    run_dir = tmp_path / "one-step"
+    arguments = ["--config", TINY, "--data", str(recorded_file), "--out", str(run_dir), "--stage", "distill"]
+    steps = ["train.distill.steps=40", "train.distill.learning_rate=3e-3", "train.distill.eval_every=40"]
+    assert train.main([*arguments, "--init-from", str(teacher_dir), *steps]) == 0
+    student = load(run_dir / "checkpoint")
+    assert (student.settings.sampler.sampling_steps, student.settings.sampler.guidance_scale) == (1, 1.0)
+    assert student.settings.training["stages"]["distill"]["teacher"] == str(teacher_dir)
+    # The teacher's latents were shared, not encoded again.
+    assert os.path.samefile(run_dir / "latents.safetensors", teacher_dir.parent / "latents.safetensors")
+
+    # On held-out windows, from the same noise: the student's one pass is nearer the teacher's
+    # sampler than the teacher's own denoiser run for one pass.
+    cache = build_latent_cache(teacher.vae, recorded_file, trained_run / "latents.safetensors")
+    rows = cache.window_starts(np.arange(len(cache.length)), teacher.settings.history_length)
+    history, _, actions = cache.history_batch(
+        rows, teacher.settings.history_length, teacher.settings.action_window
+    )
+    level = torch.full((len(rows),), teacher.settings.sampler.context_noise)
+    noise = torch.randn(history[:, -1].shape, generator=torch.Generator().manual_seed(0))
+    one_pass = student.sampler  # the student's default: one Euler step, no guidance pass
+    with torch.no_grad():
+        target = teacher.sampler.integrate(teacher.denoiser, noise, history, actions, level)
+        gaps = [
+            (one_pass.integrate(model.denoiser, noise, history, actions, level) - target).pow(2).mean()
+            for model in (student, teacher)
+        ]
+    assert gaps[0] < 0.7 * gaps[1]
+
+
+def test_the_distill_stage_without_a_teacher_says_how_to_give_one(recorded_file, tmp_path, capsys):
+    arguments = [
+        "--config",
+        TINY,
+        "--data",
+        str(recorded_file),
+        "--out",
+        str(tmp_path / "r"),
+        "--stage",
+        "distill",
+    ]
+    assert train.main(arguments) == 2
+    assert "--init-from" in capsys.readouterr().err

@@ -133,6 +133,8 @@ class TrainConfig:
     vae: StageConfig = field(default_factory=StageConfig)
     dit: StageConfig = field(default_factory=StageConfig)
     heads: StageConfig = field(default_factory=StageConfig)
+    # One pass of the denoiser taught to land where the teacher's sampler does (train.py --stage distill).
+    distill: StageConfig = field(default_factory=StageConfig)
     held_out_fraction: float = 0.1
     seed: int = 0
     num_workers: int = 0

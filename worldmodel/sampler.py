@@ -79,12 +79,24 @@ class FlowSampler(Sampler):
         batch = history_latents.shape[0]
         level = torch.full((batch,), float(self.settings.context_noise), device=history_latents.device)
         history = noise_history(history_latents, level, generator=generator)
-        latents = randn_tensor(
+        noise = randn_tensor(
             (batch, *history_latents.shape[2:]),
             generator=generator,
             device=history.device,
             dtype=history.dtype,
         )  # (B, C, h, w)
+        return self.integrate(denoiser, noise, history, actions, level)
+
+    def integrate(
+        self,
+        denoiser,
+        noise: torch.Tensor,  # (B, C, h, w) where the flow starts (t = 1)
+        history: torch.Tensor,  # (B, K, C, h, w) with its context noise already on
+        actions: torch.Tensor,  # (B, W)
+        level: torch.Tensor,  # (B,) that context noise's level
+    ) -> torch.Tensor:
+        """The clean latent the flow reaches from ``noise``: what ``sample`` does once its noise is drawn."""
+        batch, latents = noise.shape[0], noise
         self._set_timesteps(latents.device)
         guided = self.settings.guidance_scale != 1.0
         keep = torch.zeros(batch, dtype=torch.bool, device=latents.device)

@@ -51,7 +51,7 @@ class TrainingRun:
                 f"{data_path} holds {self.num_episodes} episode(s); record at least 2 "
                 "(one is held out for evaluation)"
             )
-        self.accelerator = self.model = None
+        self.accelerator = self.model = self.teacher = self.teacher_dir = None
         self.train_ids: list[int] = []
         self.held_out_ids: list[int] = []
 
@@ -92,6 +92,22 @@ class TrainingRun:
         self.model = model
         self.stage_records = model.settings.training.setdefault("stages", {})
 
+    def load_teacher(self, path: str | None) -> None:
+        """The checkpoint the distill stage learns from: the run's config must describe its model."""
+        if not path:
+            raise ConfigError(
+                "the distill stage learns from a trained checkpoint: pass it as --init-from, "
+                "e.g. --init-from runs/pacman-64/checkpoint"
+            )
+        teacher = WorldModel.load(path)
+        differences = model_differences(teacher.settings.config, self.config)
+        if differences:
+            raise ConfigError(
+                f"the teacher {path} is another model than the config describes (different: "
+                f"{', '.join(differences)}); distill with the config the teacher was trained with"
+            )
+        self.teacher, self.teacher_dir = teacher, Path(path)
+
     def state_dir(self, name: str) -> Path:
         return state_dir(self.run_dir, name)
 
@@ -109,6 +125,8 @@ class TrainingRun:
             "device": str(accelerator.device),
             "processes": accelerator.num_processes,  # each drew its own batch of stage.batch_size a step
         }
+        if self.teacher_dir is not None:
+            self.stage_records[name]["teacher"] = str(self.teacher_dir)
         if accelerator.is_main_process:
             self.model.save(self.checkpoint_dir)
             print(

@@ -1,8 +1,11 @@
-"""The three training stages, each a batch loss and a held-out evaluation handed to the shared loop:
-the autoencoder on recorded frames (vae), the denoiser on cached latents (dit), the reward/end heads."""
+"""The training stages, each a batch loss and a held-out evaluation handed to the shared loop: the
+autoencoder on recorded frames (vae), the denoiser on cached latents (dit), the reward/end heads, and
+the one-pass denoiser distilled from a trained checkpoint's sampler (distill)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -11,6 +14,7 @@ import torch
 import recorder
 from worldmodel.config import ConfigError
 from worldmodel.data import LatentCache, build_latent_cache
+from worldmodel.distill import distillation_loss, one_pass
 from worldmodel.flow import flow_matching_loss
 from worldmodel.heads import RewardEndHeads, best_end_threshold, end_weight, heads_loss, reward_values_of
 from worldmodel.samples import dit_samples, heads_metrics, vae_samples
@@ -67,11 +71,23 @@ def latent_cache(run: TrainingRun) -> LatentCache:
     stale = run.run_dir / "latents.pt"  # the cache of an earlier train.py, a pickle: never read
     if stale.is_file() and run.accelerator.is_main_process:
         print(f"note: {stale} is an old latent cache that is no longer read; delete it to free the space")
+    cache_path = run.run_dir / "latents.safetensors"
+    beside_teacher = run.teacher_dir.parent / cache_path.name if run.teacher_dir else None
+    if (
+        not cache_path.exists()
+        and beside_teacher
+        and beside_teacher.is_file()
+        and run.accelerator.is_main_process
+    ):
+        # The teacher's run encoded this recording with this autoencoder: share its file (the key
+        # read below still checks that), rather than encode every frame again.
+        with contextlib.suppress(OSError):  # another file system: encoded again below
+            os.link(beside_teacher, cache_path)
     with run.accelerator.main_process_first():  # one process encodes and writes the cache; the others read it
         return build_latent_cache(
             run.model.vae,
             run.data_path,
-            run.run_dir / "latents.safetensors",
+            cache_path,
             show_progress=run.accelerator.is_main_process,
         )
 
@@ -125,4 +141,29 @@ def train_heads(run: TrainingRun, stage) -> tuple[int, float]:
     return steps, seconds
 
 
-STAGE_TRAINERS = {"vae": train_vae, "dit": train_dit, "heads": train_heads}
+def train_distill(run: TrainingRun, stage) -> tuple[int, float]:
+    """Teaches the run's denoiser (a copy of the teacher's) to do in one pass what the teacher's
+    sampler does in several; the checkpoint's default sampler becomes that one pass."""
+    model, config, device = run.model, run.config, run.accelerator.device
+    teacher = run.teacher.to(device).eval().requires_grad_(False)
+    teacher_sampler = teacher.sampler
+    # What the training-time samples score and what the checkpoint will play with.
+    config.sampler = one_pass(teacher.settings.sampler)
+    cache = latent_cache(run)
+    rows = cache.window_starts(run.train_ids, config.history_length)
+
+    def distill_loss(student, draw):
+        windows = random_rows(rows, stage.batch_size, draw)
+        history, _, actions = cache.history_batch(windows, config.history_length, config.actions_seen)
+        loss = distillation_loss(
+            student, teacher.denoiser, teacher_sampler, history.to(device), actions.to(device), config.flow
+        )
+        return loss, windows
+
+    evaluate = dit_samples(model, cache, run.data_path, run.held_out_ids, run.run_dir)
+    loop = StageLoop("distill", model.denoiser, stage, run.run_dir, run.accelerator)
+    model.denoiser, steps, seconds = loop.run(distill_loss, evaluate, config.train.seed)
+    return steps, seconds
+
+
+STAGE_TRAINERS = {"vae": train_vae, "dit": train_dit, "heads": train_heads, "distill": train_distill}
