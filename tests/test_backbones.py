@@ -165,3 +165,22 @@ def test_worldmodel_load_is_the_checkpoint_loader_and_importing_the_package_stay
     code = "import sys, worldmodel; print('torch' in sys.modules, 'diffusers' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPOSITORY, capture_output=True, text=True)
     assert result.stdout.split() == ["False", "False"], result.stderr
+
+
+def test_a_shallower_student_keeps_evenly_spaced_blocks_of_its_teacher():
+    teacher = make_model("sana", "dit.num_layers=5").denoiser.transformer
+    sana = BACKBONES["sana"]
+    student = sana.with_fewer_layers(teacher, 3)
+    assert student.config.num_layers == 3 and len(student.transformer_blocks) == 3
+    for new, old in enumerate((0, 2, 4)):  # first, middle, last
+        for (name, kept), (_, taught) in zip(
+            student.transformer_blocks[new].state_dict().items(),
+            teacher.transformer_blocks[old].state_dict().items(),
+            strict=True,
+        ):
+            assert torch.equal(kept, taught), name
+    assert torch.equal(student.proj_out.weight, teacher.proj_out.weight)
+    with pytest.raises(ConfigError, match="cannot be cut to 6 layers"):
+        sana.with_fewer_layers(teacher, 6)
+    with pytest.raises(ConfigError, match="cannot be cut to fewer layers"):
+        BACKBONES["unet"].with_fewer_layers(make_model("unet").denoiser.transformer, 1)

@@ -3,6 +3,7 @@ resume after a kill (bit for bit, also from a state of the earlier format), two 
 the README says, clear errors for a run directory or data file that does not fit, and cache or state
 files that would run code refused."""
 
+import csv
 import json
 import os
 import pickle
@@ -567,3 +568,24 @@ def test_the_distill_stage_without_a_teacher_says_how_to_give_one(recorded_file,
     ]
     assert train.main(arguments) == 2
     assert "--init-from" in capsys.readouterr().err
+
+
+def test_a_slimmer_decoder_is_distilled_with_the_teachers_encoder(recorded_file, trained_run, tmp_path):
+    teacher_dir = trained_run / "checkpoint"
+    run_dir = tmp_path / "slim"
+    arguments = ["--config", TINY, "--data", str(recorded_file), "--out", str(run_dir), "--stage", "distill"]
+    settings = ["vae.decoder_block_out_channels=[4,4,4]", "train.distill_decoder.steps=30",
+                "train.distill_decoder.learning_rate=3e-3", "train.distill_decoder.eval_every=10"]  # fmt: skip
+    assert train.main([*arguments, "--init-from", str(teacher_dir), *settings]) == 0
+    teacher, student = load(teacher_dir), load(run_dir / "checkpoint")
+    assert tuple(student.vae.config.decoder_block_out_channels) == (4, 4, 4)
+    for kept, taught in zip(student.vae.encoder.parameters(), teacher.vae.encoder.parameters(), strict=True):
+        assert torch.equal(kept, taught)  # the latent space is the teacher's
+    assert student.vae.config.scaling_factor == teacher.vae.config.scaling_factor
+    log = run_dir / "distill_decoder_eval.csv"
+    scores = [float(row["psnr_to_teacher"]) for row in csv.DictReader(log.open())]
+    assert len(scores) == 3 and scores[-1] > scores[0]
+    assert set(student.settings.training["stages"]) >= {"distill", "distill_decoder"}
+    env = gymnasium.make("WorldModel-v0", checkpoint=run_dir / "checkpoint")
+    env.reset(seed=0)
+    assert env.step(1)[0].shape == (64, 64, 3)

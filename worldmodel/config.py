@@ -25,6 +25,13 @@ class VAEConfig:
     # One block per level; the spatial compression f is 2 ** (len(block_out_channels) - 1).
     block_out_channels: tuple[int, ...] = (16, 32, 64)
     layers_per_block: tuple[int, ...] = (1, 1, 1)
+    # The decoder's widths when they differ from the encoder's (empty: the same): a slimmer decoder,
+    # distilled from a trained one (train.py --stage distill), draws each frame for less.
+    decoder_block_out_channels: tuple[int, ...] = ()
+
+    @property
+    def decoder_channels(self) -> tuple[int, ...]:
+        return tuple(self.decoder_block_out_channels or self.block_out_channels)
 
 
 @dataclass
@@ -135,6 +142,8 @@ class TrainConfig:
     heads: StageConfig = field(default_factory=StageConfig)
     # One pass of the denoiser taught to land where the teacher's sampler does (train.py --stage distill).
     distill: StageConfig = field(default_factory=StageConfig)
+    # A slimmer decoder (vae.decoder_block_out_channels) taught by the teacher's, before the denoiser.
+    distill_decoder: StageConfig = field(default_factory=StageConfig)
     held_out_fraction: float = 0.1
     seed: int = 0
     num_workers: int = 0
@@ -195,7 +204,7 @@ def _checked(value: Any, default: Any, name: str) -> Any:
     kind = type(default)
     if kind is tuple:
         ok = isinstance(value, list | tuple) and all(
-            isinstance(v, type(default[0])) and not isinstance(v, bool) for v in value
+            isinstance(v, type(default[0]) if default else int) and not isinstance(v, bool) for v in value
         )
         value = tuple(value) if ok else value
     elif kind is float:

@@ -17,7 +17,7 @@ from worldmodel.evaluate.report import save_side_by_side
 from worldmodel.evaluate.reward_end import reward_end_scores
 from worldmodel.metrics import psnr
 from worldmodel.pictures import upscale
-from worldmodel.vae import frames_to_tensor, tensor_to_frames
+from worldmodel.vae import decode_latents, encode_frames, frames_to_tensor, tensor_to_frames
 
 SAMPLE_SEED = 0
 
@@ -31,6 +31,7 @@ def held_out_frames(data_path: Path, episodes, count: int, seed: int = 0) -> np.
 
 
 def vae_samples(data_path: Path, held_out_ids, run_dir: Path, count: int = 64):
+    """The autoencoder's held-out reconstruction PSNR, and a grid of frames over their reconstructions."""
     frames = torch.from_numpy(held_out_frames(data_path, held_out_ids, count))
 
     @torch.no_grad()
@@ -47,6 +48,27 @@ def vae_samples(data_path: Path, held_out_ids, run_dir: Path, count: int = 64):
         (run_dir / "samples").mkdir(parents=True, exist_ok=True)
         iio.imwrite(run_dir / "samples" / f"vae_step{step:06d}.png", upscale(grid))
         return {"held_out_psnr": psnr(reconstruction, frames).mean().item()}
+
+    return evaluate
+
+
+def decoder_samples(teacher_vae, data_path: Path, held_out_ids, run_dir: Path, count: int = 64):
+    """A student decoder's held-out frames against the real ones and against its teacher's, from the
+    teacher's latents; a grid of real, teacher and student frames."""
+    frames = torch.from_numpy(held_out_frames(data_path, held_out_ids, count))
+    latents = encode_frames(teacher_vae, frames)
+    taught = decode_latents(teacher_vae, latents).cpu()
+
+    @torch.no_grad()
+    def evaluate(decoder, step: int) -> dict:
+        drawn = tensor_to_frames(decoder(latents / teacher_vae.config.scaling_factor).float()).cpu()
+        rows = [np.concatenate(list(images[:8].numpy()), 1) for images in (frames, taught, drawn)]
+        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
+        iio.imwrite(run_dir / "samples" / f"decoder_step{step:06d}.png", upscale(np.concatenate(rows, 0)))
+        return {
+            "held_out_psnr": psnr(drawn, frames).mean().item(),
+            "psnr_to_teacher": psnr(drawn, taught).mean().item(),
+        }
 
     return evaluate
 

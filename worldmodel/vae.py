@@ -12,11 +12,15 @@ from worldmodel.config import VAEConfig
 
 def build_vae(config: VAEConfig) -> AutoencoderDC:
     levels = len(config.block_out_channels)
-    if len(config.layers_per_block) != levels:
-        raise ValueError(
-            f"vae.layers_per_block has {len(config.layers_per_block)} entries but vae.block_out_channels has "
-            f"{levels}; give one per level"
-        )
+    for name, values in (
+        ("layers_per_block", config.layers_per_block),
+        ("decoder_block_out_channels", config.decoder_channels),
+    ):
+        if len(values) != levels:
+            raise ValueError(
+                f"vae.{name} has {len(values)} entries but vae.block_out_channels has {levels}; "
+                "give one per level"
+            )
     return AutoencoderDC(
         in_channels=3,
         latent_channels=config.latent_channels,
@@ -25,7 +29,7 @@ def build_vae(config: VAEConfig) -> AutoencoderDC:
         encoder_block_types="ResBlock",
         decoder_block_types="ResBlock",
         encoder_block_out_channels=tuple(config.block_out_channels),
-        decoder_block_out_channels=tuple(config.block_out_channels),
+        decoder_block_out_channels=config.decoder_channels,
         encoder_layers_per_block=tuple(config.layers_per_block),
         decoder_layers_per_block=tuple(config.layers_per_block),
         encoder_qkv_multiscales=((),) * levels,
@@ -80,3 +84,12 @@ def measure_scaling_factor(vae: AutoencoderDC, frames: torch.Tensor) -> float:
     device = next(vae.parameters()).device
     raw = vae.encode(frames_to_tensor(frames.to(device))).latent
     return float(1.0 / raw.float().std().clamp_min(1e-6))
+
+
+def with_new_decoder(vae: AutoencoderDC, config: VAEConfig) -> AutoencoderDC:
+    """An autoencoder of ``config`` keeping ``vae``'s encoder and latent scale, its decoder new: where
+    a slimmer decoder starts before it learns from ``vae``'s."""
+    fresh = build_vae(config)
+    fresh.encoder.load_state_dict(vae.encoder.state_dict())
+    fresh.register_to_config(scaling_factor=vae.config.scaling_factor)
+    return fresh

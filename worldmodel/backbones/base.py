@@ -11,7 +11,7 @@ import torch
 from diffusers import ModelMixin
 from torch import nn
 
-from worldmodel.config import DiTConfig
+from worldmodel.config import ConfigError, DiTConfig
 
 
 class Backbone(ABC):
@@ -65,3 +65,8 @@ class Backbone(ABC):
         for module in network.modules():
             if isinstance(module, nn.Conv2d) and any(module.padding):
                 module.padding_mode = "circular" if wrap else "zeros"
+
+    def with_fewer_layers(self, network: ModelMixin, layers: int) -> ModelMixin:
+        """A network of ``layers`` of ``network``'s blocks, evenly spaced, first and last kept: where a
+        shallower student starts when it is distilled from a deeper teacher."""
+        raise ConfigError(f"a {type(network).__name__} cannot be cut to fewer layers (dit.num_layers)")

@@ -4,12 +4,13 @@ tokens are its caption, read through cross-attention."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from diffusers import SanaTransformer2DModel
 from torch import nn
 
 from worldmodel.backbones.base import Backbone
-from worldmodel.config import DiTConfig
+from worldmodel.config import ConfigError, DiTConfig
 
 
 class SanaBackbone(Backbone):
@@ -52,3 +53,23 @@ class SanaBackbone(Backbone):
             timestep=timesteps * 1000,
             return_dict=False,
         )[0]
+
+    def with_fewer_layers(self, network: SanaTransformer2DModel, layers: int) -> SanaTransformer2DModel:
+        depth = network.config.num_layers
+        if not 1 <= layers <= depth:
+            raise ConfigError(f"a {depth}-layer network cannot be cut to {layers} layers (dit.num_layers)")
+        kept = np.linspace(0, depth - 1, layers).round().astype(int).tolist()
+        shallower = SanaTransformer2DModel.from_config({**network.config, "num_layers": layers})
+        renumbered = {
+            f"transformer_blocks.{old}.": f"transformer_blocks.{new}." for new, old in enumerate(kept)
+        }
+        state = {}
+        for name, tensor in network.state_dict().items():
+            if not name.startswith("transformer_blocks."):
+                state[name] = tensor
+                continue
+            prefix = ".".join(name.split(".")[:2]) + "."
+            if prefix in renumbered:
+                state[renumbered[prefix] + name[len(prefix) :]] = tensor
+        shallower.load_state_dict(state)
+        return shallower

@@ -17,6 +17,7 @@ from worldmodel.training.loop import state_dir
 from worldmodel.training.processes import launch_problem, make_accelerator
 from worldmodel.training.run_directory import check_run_config, lock_run, model_differences
 from worldmodel.training.stages import STAGE_TRAINERS
+from worldmodel.vae import with_new_decoder
 
 
 class RunSetupError(ValueError):
@@ -100,7 +101,10 @@ class TrainingRun:
                 "e.g. --init-from runs/pacman-64/checkpoint"
             )
         teacher = WorldModel.load(path)
-        differences = model_differences(teacher.settings.config, self.config)
+        student = copy.deepcopy(teacher.settings.config)  # a student may be shallower and draw for less
+        student.dit.num_layers = self.config.dit.num_layers
+        student.vae.decoder_block_out_channels = self.config.vae.decoder_block_out_channels
+        differences = model_differences(student, self.config)
         if differences:
             raise ConfigError(
                 f"the teacher {path} is another model than the config describes (different: "
@@ -148,15 +152,17 @@ def initial_model(path: str, config, action_meanings: list[str]) -> WorldModel:
             f"dit.backbone '{config.dit.backbone}'; its weights cannot start another backbone"
         )
     # The differences the trained weights can take: planes the denoiser lacks, added by widening it,
-    # and the convolutions' padding, which is no weight.
+    # the convolutions' padding, which is no weight, and fewer layers (a shallower student).
     trained.dit.action_planes = config.dit.action_planes or model.denoiser.action_planes
     trained.dit.wrap_edges = config.dit.wrap_edges
+    trained.dit.num_layers = min(trained.dit.num_layers, config.dit.num_layers)
+    trained.vae.decoder_block_out_channels = config.vae.decoder_block_out_channels
     differences = model_differences(trained, config)
     if differences or model.settings.action_meanings != action_meanings:
         raise ConfigError(
             f"--init-from {path} was trained with another model config (different: "
-            f"{', '.join(differences) or 'actions'}); only dit.action_planes may be added and "
-            "dit.wrap_edges changed"
+            f"{', '.join(differences) or 'actions'}); only dit.action_planes may be added, "
+            "dit.wrap_edges changed, dit.num_layers lowered and vae.decoder_block_out_channels changed"
         )
     # The new run's stage records replace the source's; keep those, and what the source itself was
     # initialised from, as the weights' history.
@@ -169,5 +175,9 @@ def initial_model(path: str, config, action_meanings: list[str]) -> WorldModel:
     transformer = model.denoiser.transformer
     if config.dit.action_planes and not model.denoiser.action_planes:
         transformer = with_more_inputs(transformer, model.settings.num_actions)
+    if config.dit.num_layers < transformer.config.num_layers:
+        transformer = model.denoiser.backbone.with_fewer_layers(transformer, config.dit.num_layers)
     model.denoiser = Denoiser(transformer, model.denoiser.conditioner, config.dit.wrap_edges)
+    if config.vae.decoder_channels != tuple(model.vae.config.decoder_block_out_channels):
+        model.vae = with_new_decoder(model.vae, config.vae)
     return model

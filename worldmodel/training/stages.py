@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 import recorder
@@ -17,7 +18,7 @@ from worldmodel.data import LatentCache, build_latent_cache
 from worldmodel.distill import distillation_loss, one_pass
 from worldmodel.flow import flow_matching_loss
 from worldmodel.heads import RewardEndHeads, best_end_threshold, end_weight, heads_loss, reward_values_of
-from worldmodel.samples import dit_samples, heads_metrics, vae_samples
+from worldmodel.samples import decoder_samples, dit_samples, heads_metrics, vae_samples
 from worldmodel.training.loop import StageLoop, random_rows
 from worldmodel.vae import frames_to_tensor, measure_scaling_factor, reconstruction_loss
 
@@ -150,6 +151,8 @@ def train_distill(run: TrainingRun, stage) -> tuple[int, float]:
     # What the training-time samples score and what the checkpoint will play with.
     config.sampler = one_pass(teacher.settings.sampler)
     cache = latent_cache(run)
+    if model.vae.config.decoder_block_out_channels != teacher.vae.config.decoder_block_out_channels:
+        distill_decoder(run, teacher, cache)
     rows = cache.window_starts(run.train_ids, config.history_length)
 
     def distill_loss(student, draw):
@@ -164,6 +167,29 @@ def train_distill(run: TrainingRun, stage) -> tuple[int, float]:
     loop = StageLoop("distill", model.denoiser, stage, run.run_dir, run.accelerator)
     model.denoiser, steps, seconds = loop.run(distill_loss, evaluate, config.train.seed)
     return steps, seconds
+
+
+def distill_decoder(run: TrainingRun, teacher, cache: LatentCache) -> None:
+    """Teaches the run's slimmer decoder to draw from each recorded latent the frame the teacher's
+    decoder draws (train.distill_decoder); the encoder, and so the latent space, stay the teacher's."""
+    model, device, stage = run.model, run.accelerator.device, run.config.train.distill_decoder
+    frame_rows = np.concatenate(
+        [np.arange(cache.frame_start[e], cache.frame_start[e] + cache.length[e] + 1) for e in run.train_ids]
+    )
+    scale = model.vae.config.scaling_factor
+    teacher_decoder = teacher.vae.decoder
+
+    def decoder_loss(decoder, draw):
+        rows = random_rows(frame_rows, stage.batch_size, draw)
+        latents = cache.latents[torch.from_numpy(rows)].to(device) / scale
+        with torch.no_grad():
+            target = teacher_decoder(latents)
+        return reconstruction_loss(decoder(latents), target), rows
+
+    evaluate = decoder_samples(teacher.vae, run.data_path, run.held_out_ids, run.run_dir)
+    loop = StageLoop("distill_decoder", model.vae.decoder, stage, run.run_dir, run.accelerator)
+    model.vae.decoder, steps, seconds = loop.run(decoder_loss, evaluate, run.config.train.seed)
+    run.stage_records["distill_decoder"] = {"steps": steps, "seconds": round(seconds, 1)}
 
 
 STAGE_TRAINERS = {"vae": train_vae, "dit": train_dit, "heads": train_heads, "distill": train_distill}
