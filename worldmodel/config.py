@@ -244,14 +244,22 @@ def load_config(
             values = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"config file {path} is not valid YAML: {error}") from None
-    values = moved_sampler_settings(values)
+    return _build(WorldModelConfig, _overridden(moved_sampler_settings(values), overrides), "")
+
+
+def with_overrides(config: WorldModelConfig, overrides: list[str] | tuple[str, ...]) -> WorldModelConfig:
+    """``config`` with ``key=value`` overrides applied, as on train.py's command line."""
+    return _build(WorldModelConfig, _overridden(config.to_dict(), overrides), "")
+
+
+def _overridden(values: dict[str, Any], overrides) -> dict[str, Any]:
     for override in overrides:
         keys, value = _parse_override(override)
         node = values
         for key in keys[:-1]:
             node = node.setdefault(key, {})
         node[keys[-1]] = value
-    return _build(WorldModelConfig, values, "")
+    return values
 
 
 def config_from_dict(values: dict[str, Any]) -> WorldModelConfig:
