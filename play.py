@@ -140,7 +140,7 @@ class Session:
 
 
 def scripted_player(policy: str, env, seed: int | None):
-    if policy == "explore":  # Pacman's explorer reads him off the learned frames, as off real ones
+    if policy == "explore":  # the game's scripted player: Pacman's explorer reads him off the learned frames
         return game_spec_of(env).scripted_player(seed)
     return envs.UniformRandomPlayer(env.action_space.n, seed)
 

@@ -1,7 +1,7 @@
 """A mixture of players, drawn per episode and redrawn inside it, so that every kind of key press
 is seen in every phase of the game (random players alone die before the maze is half eaten).
 
-Written ``mix:explore=0.4,human-like=0.3,sticky=0.2,random=0.1``; the weights need not sum to 1.
+Written ``mix:explore=0.4,humanlike=0.3,sticky=0.2,random=0.1``; the weights need not sum to 1.
 """
 
 from __future__ import annotations

@@ -57,15 +57,16 @@ class DiTConfig:
     attention_head_dim: int = 32
     patch_size: int = 2
     mlp_ratio: float = 2.5
-    # Width of the action / context-noise tokens before the transformer's caption projection.
+    # Width of the action / context-noise tokens: Sana projects them as its caption, the U-Net reads
+    # them at this width.
     condition_dim: int = 64
     # Also feed the action being taken as one-hot planes beside the latents in the input projection,
     # so every token sees it from the first layer (cross-attention alone learns to steer slowly).
     action_planes: bool = False
-    # Pad the transformer's convolutions circularly, so its token grid is a torus: what leaves one
-    # edge enters at the other, as Pacman does through the maze's side tunnel. Sana has no position
-    # embedding, so these convolutions are the denoiser's only sense of space; the walls drawn in
-    # the history frames say where the board really wraps.
+    # Pad the network's convolutions circularly (either backbone), so its grid is a torus: what leaves
+    # one edge enters at the other, as Pacman does through the maze's side tunnel. Sana has no position
+    # embedding, so there these convolutions are the denoiser's only sense of space; the walls drawn
+    # in the history frames say where the board really wraps.
     wrap_edges: bool = False
     # Also feed the held key, the last key pressed in the action window, as one-hot planes: a game
     # such as Pacman keeps a requested turn until the maze allows it, long after the key is let go.

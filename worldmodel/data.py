@@ -1,5 +1,6 @@
 """Training data in latent space: a recorded file encoded once by the autoencoder into a cache,
-and random windows of K history latents, the next latent and the K+1 actions around them."""
+and random windows of K history latents, the next latent and the action window (W actions, the
+one that produces the next latent last)."""
 
 from __future__ import annotations
 

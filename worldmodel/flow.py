@@ -26,7 +26,7 @@ def flow_matching_loss(
     denoiser: Denoiser,
     target_latents: torch.Tensor,  # (B, C, h, w) the next frame's latent, x0
     history_latents: torch.Tensor,  # (B, K, C, h, w)
-    actions: torch.Tensor,  # (B, K+1)
+    actions: torch.Tensor,  # (B, W) the action window; the last produces the target
     config: FlowConfig,
 ) -> torch.Tensor:
     batch, device = target_latents.shape[0], target_latents.device

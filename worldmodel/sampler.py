@@ -1,7 +1,7 @@
 """Samplers of the next latent: each owns its settings (a ``SamplerConfig``), the noise it puts on the
 history and its guidance batching, and calls the denoiser ``denoiser(noisy, t, history, actions,
 context_noise, drop_actions)``. The envs, play.py and the evaluation hand a sampler around; a new
-sampler is one class here and one line in ``SAMPLERS``.
+sampler is one class here and one line in ``SAMPLERS`` (settings it adds are ``SamplerConfig`` fields).
 """
 
 from __future__ import annotations

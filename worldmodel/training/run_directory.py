@@ -11,7 +11,7 @@ import yaml
 from recorder.locking import exclusive_lock
 from worldmodel.config import WorldModelConfig, load_config
 
-# Sections whose change makes earlier weights meaningless; the train/flow sampling settings may change freely.
+# Sections whose change makes earlier weights meaningless; train, flow and sampler may change freely.
 MODEL_SECTIONS = ("env_id", "frame_size", "history_length", "action_window", "vae", "dit", "heads")
 
 
