@@ -10,6 +10,7 @@ import os
 import numpy as np
 
 import envs
+from envs.games import UniformRandomPlayer
 from recorder.humanlike import HumanLikePlayer
 from recorder.mixture import MIX_PREFIX, MixturePolicy, parse_mixture
 
@@ -20,18 +21,7 @@ class PolicyError(ValueError):
     """A policy name that cannot be resolved, or a policy that returns an invalid action."""
 
 
-class RandomPolicy:
-    """Uniform over the action space, seeded per episode."""
-
-    def __init__(self, num_actions: int, seed: int):
-        self.num_actions = num_actions
-        self.reset(seed)
-
-    def reset(self, seed: int | None = None) -> None:
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self, observation) -> int:
-        return int(self.rng.integers(self.num_actions))
+RandomPolicy = UniformRandomPlayer  # uniform over the actions, seeded per episode
 
 
 class StickyRandomPolicy(RandomPolicy):

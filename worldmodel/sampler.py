@@ -29,6 +29,11 @@ class Sampler:
         return make_sampler(self.settings.replace(**changes))
 
     def sample(self, denoiser, history_latents, actions, generator=None) -> torch.Tensor:
+        """The next latent (B, C, h, w) from the clean history and the action window."""
+        raise NotImplementedError
+
+    def integrate(self, denoiser, noise, history, actions, level) -> torch.Tensor:
+        """The clean latent reached from ``noise`` given the noised history: what distillation teaches."""
         raise NotImplementedError
 
 

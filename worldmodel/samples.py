@@ -80,15 +80,7 @@ def cached_episodes(cache, data_path: Path, indices) -> dict[int, HeldOutEpisode
         for index in sorted({int(i) for i in indices}):
             episode = trajectories.episode(index)
             frames = slice(cache.frame_start[index], cache.frame_start[index] + cache.length[index] + 1)
-            episodes[index] = HeldOutEpisode(
-                index=index,
-                seed=episode.seed,
-                frames=episode.frames,
-                actions=episode.actions.astype(np.int64),
-                rewards=episode.rewards,
-                terminated=episode.terminated.astype(bool),
-                latents=cache.latents[frames],
-            )
+            episodes[index] = HeldOutEpisode.of(index, episode, cache.latents[frames])
     return episodes
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import envs
 from envs.maze import DOWN, LEFT, PACMAN_NEXT_TILE, RIGHT, UP
 from worldmodel.evaluate.episodes import EpisodeStart, restore_game
-from worldmodel.evaluate.fidelity import Rollouts, free_run
+from worldmodel.evaluate.fidelity import Rollouts
 from worldmodel.evaluate.game_metrics import tile_agreement, tile_misses
 
 CLOCKWISE = {UP: RIGHT, RIGHT: DOWN, DOWN: LEFT, LEFT: UP}
@@ -35,16 +35,6 @@ class MazeCircuit:
         return self.heading
 
 
-class RandomActions:
-    """Uniformly random actions, NOOP included, whatever the frame shows."""
-
-    def __init__(self, num_actions: int, rng: np.random.Generator):
-        self.num_actions, self.rng = num_actions, rng
-
-    def __call__(self, frame: np.ndarray) -> int:
-        return int(self.rng.integers(self.num_actions))
-
-
 def play_real_game(game, context: EpisodeStart, policy, steps: int) -> tuple[np.ndarray, np.ndarray, bool]:
     """From the context's last frame, ``policy(frame) -> action`` plays the real game for up to ``steps``.
 
@@ -61,30 +51,6 @@ def play_real_game(game, context: EpisodeStart, policy, steps: int) -> tuple[np.
         if terminated or truncated:
             break
     return np.asarray(actions, dtype=np.int64), np.stack(frames), matches
-
-
-def policy_rollouts(
-    model, game, contexts: list[EpisodeStart], kind: str, horizon: int, seed: int, sampler=None
-) -> tuple[Rollouts, float]:
-    """Rollouts under ``kind`` ("random" or "circuit") actions, with the real game's frames beside them.
-
-    Also returns the share of contexts whose restored real frame matched the recording.
-    """
-    rng = np.random.default_rng(seed)
-    played, real, matched = [], [], []
-    for context in contexts:
-        if kind == "random":
-            policy = RandomActions(model.settings.num_actions, rng)
-        elif kind == "circuit":
-            moves = [a for a in context.actions().tolist() if a in CLOCKWISE]
-            policy = MazeCircuit(moves[-1] if moves else LEFT)
-        else:
-            raise ValueError(f"unknown action kind {kind!r}; use 'random' or 'circuit'")
-        actions, frames, matches = play_real_game(game, context, policy, horizon)
-        played.append(actions)
-        real.append(frames)
-        matched.append(matches)
-    return free_run(model, contexts, played, real, seed, sampler=sampler), float(np.mean(matched))
 
 
 def agreement_by_step(rollouts: Rollouts) -> np.ndarray:

@@ -27,6 +27,19 @@ class HeldOutEpisode:
     terminated: np.ndarray  # (T,) bool
     latents: torch.Tensor  # (T+1, C, h, w)
 
+    @classmethod
+    def of(cls, index: int, episode, latents: torch.Tensor) -> HeldOutEpisode:
+        """Episode ``index`` of a recording (``recorder.load(...).episode(index)``) and its latents."""
+        return cls(
+            index=index,
+            seed=episode.seed,
+            frames=episode.frames,
+            actions=episode.actions.astype(np.int64),
+            rewards=episode.rewards,
+            terminated=episode.terminated.astype(bool),
+            latents=latents,
+        )
+
     def produced_by(self) -> np.ndarray:
         """(T+1,) the action that produced each frame, NOOP for the reset frame."""
         return recorder.producing_actions(self.actions)
@@ -90,17 +103,8 @@ def load_held_out(model, data_path: str | Path, count: int) -> list[HeldOutEpiso
         episodes = []
         for index in usable:
             episode = trajectories.episode(int(index))
-            episodes.append(
-                HeldOutEpisode(
-                    index=int(index),
-                    seed=episode.seed,
-                    frames=episode.frames,
-                    actions=episode.actions.astype(np.int64),
-                    rewards=episode.rewards,
-                    terminated=episode.terminated.astype(bool),
-                    latents=model.encode(torch.from_numpy(episode.frames)).cpu(),
-                )
-            )
+            latents = model.encode(torch.from_numpy(episode.frames)).cpu()
+            episodes.append(HeldOutEpisode.of(int(index), episode, latents))
     return episodes
 
 

@@ -49,8 +49,10 @@ def _synchronize(model):
 def step_fps(
     model, steps: int, seed: int, sampler: Sampler | None = None, warmup: int = WARMUP_STEPS
 ) -> float:
-    """Frames per second of ``WorldModelEnv.step`` with this sampler (median over ``steps`` random keys)."""
-    env = WorldModelEnv(model, context="real", device=model.device, sampler=sampler, end_threshold=NO_END)
+    """Frames per second of ``WorldModelEnv.step`` with this sampler (median over ``steps`` random keys),
+    at the torch threads the caller set."""
+    env = WorldModelEnv(model, context="real", device=model.device, sampler=sampler, end_threshold=NO_END,
+                        threads=torch.get_num_threads())  # fmt: skip
     env.reset(seed=seed)
     actions = iter(np.random.default_rng(seed).integers(env.action_space.n, size=warmup + steps))
     try:
@@ -64,7 +66,8 @@ def vector_env_fps(
 ) -> float:
     """Frames per second (copies x steps per second) of ``WorldModelVectorEnv.step`` at ``batch`` copies
     under random keys, as an RL learner steps it."""
-    env = WorldModelVectorEnv(batch, model, device=model.device, sampler=sampler, end_threshold=NO_END)
+    env = WorldModelVectorEnv(batch, model, device=model.device, sampler=sampler, end_threshold=NO_END,
+                              threads=torch.get_num_threads())  # fmt: skip
     env.reset(seed=seed)
     rng = np.random.default_rng(seed)
     try:

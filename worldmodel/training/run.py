@@ -175,7 +175,7 @@ def initial_model(path: str, config, action_meanings: list[str]) -> WorldModel:
     transformer = model.denoiser.transformer
     if config.dit.action_planes and not model.denoiser.action_planes:
         transformer = with_more_inputs(transformer, model.settings.num_actions)
-    if config.dit.num_layers < transformer.config.num_layers:
+    if config.dit.num_layers < transformer.config.get("num_layers", config.dit.num_layers):
         transformer = model.denoiser.backbone.with_fewer_layers(transformer, config.dit.num_layers)
     model.denoiser = Denoiser(transformer, model.denoiser.conditioner, config.dit.wrap_edges)
     if config.vae.decoder_channels != tuple(model.vae.config.decoder_block_out_channels):
