@@ -19,7 +19,7 @@ sys.path.insert(0, str(REPOSITORY))
 
 import torch  # noqa: E402
 
-from bench.bench_step_speed import cpu_name  # noqa: E402
+from bench.results_file import cpu_name, write_results  # noqa: E402
 from worldmodel.config import with_overrides  # noqa: E402
 from worldmodel.env import DEFAULT_CHECKPOINT, load_world_model  # noqa: E402
 from worldmodel.evaluate.speed import step_fps, vector_env_fps  # noqa: E402
@@ -136,21 +136,13 @@ def write_report(args, rows, load_before: float, load_after: float) -> None:
         f"![frames per second]({args.out.with_suffix('.png').name})",
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    plot(rows, args.out.with_suffix(".png"))
-    print(f"wrote {args.out}")
+    write_results(args.out, lines, lambda axis: plot(rows, axis))
 
 
-def plot(rows, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot(rows, axis) -> None:
     import numpy as np
 
     columns = list(rows[0][1])
-    figure, axis = plt.subplots(figsize=(10, 4.5))
     width = 0.8 / len(rows)
     for index, (name, fps) in enumerate(rows):
         axis.bar(np.arange(len(columns)) + index * width, [fps[c] for c in columns], width, label=name)
@@ -159,8 +151,6 @@ def plot(rows, path: Path) -> None:
     axis.set_ylabel("frames per second")
     axis.set_yscale("log")
     axis.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

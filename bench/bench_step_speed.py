@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shlex
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 import envs  # noqa: E402
+from bench.results_file import cpu_name, write_results  # noqa: E402
 from worldmodel.config import load_config  # noqa: E402
 from worldmodel.env import DEFAULT_CHECKPOINT, load_world_model  # noqa: E402
 from worldmodel.evaluate.speed import step_fps, vector_env_fps  # noqa: E402
@@ -52,16 +52,6 @@ def load_model(args) -> tuple[WorldModel, str]:
         model,
         f"untrained model of `{args.config.relative_to(REPOSITORY)}` (no trained checkpoint existed yet)",
     )
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -112,30 +102,18 @@ def write_report(args, source, model, rows, load_before, load_after) -> None:
         f"![frames per second]({args.out.with_suffix('.png').name})",
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    plot(rows, args.out.with_suffix(".png"))
-    print(f"wrote {args.out}")
+    write_results(args.out, lines, lambda axis: plot(rows, axis))
 
 
-def plot(rows, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(rows, axis) -> None:
     labels = [f"{what}\n{device}, {threads} thr" for device, threads, what, _ in rows]
-    values = [fps for *_, fps in rows]
-    figure, axis = plt.subplots(figsize=(max(6, 1.1 * len(rows)), 4))
-    bars = axis.bar(range(len(rows)), values, color="#3b6ea8")
+    bars = axis.bar(range(len(rows)), [fps for *_, fps in rows], color="#3b6ea8")
     axis.bar_label(bars, fmt="%.0f")
     axis.axhline(20, color="grey", linestyle="--", linewidth=1, label="20 frames/s target (single env)")
     axis.set_xticks(range(len(rows)), labels, fontsize=7)
     axis.set_ylabel("frames per second")
     axis.set_title("WorldModelEnv / WorldModelVectorEnv step speed")
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -123,7 +123,10 @@ def test_a_new_run_starts_from_a_checkpoint_and_may_add_action_planes(
         ]
 
     assert train.main([*command("deeper"), "dit.num_layers=3"]) == 2
-    assert "only dit.action_planes may be added, dit.wrap_edges changed, dit.num_layers lowered" in capsys.readouterr().err
+    assert (
+        "only dit.action_planes may be added, dit.wrap_edges changed, dit.num_layers lowered"
+        in capsys.readouterr().err
+    )
     assert train.main([*command("planes"), "dit.action_planes=true", "dit.wrap_edges=true"]) == 0
     model, source = load(tmp_path / "planes" / "checkpoint"), load(trained_run / "checkpoint")
     assert model.denoiser.action_planes and not source.denoiser.action_planes
