@@ -6,8 +6,9 @@ import json
 import numpy as np
 import torch
 
+from worldmodel.contexts import ContextPool
 from worldmodel.dream.__main__ import main as dream
-from worldmodel.dream.agents import Recipe, new_agent, real_vec_env, score_real, wrap
+from worldmodel.dream.agents import EVALUATION_SEED, Recipe, new_agent, real_vec_env, score_real, wrap
 
 
 def test_the_command_trains_scores_and_reports(tiny_checkpoint, tmp_path):
@@ -34,6 +35,28 @@ def test_the_command_trains_scores_and_reports(tiny_checkpoint, tmp_path):
         assert list((out / "agents" / "real" / "logs").rglob("events.out.tfevents*"))
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_dream_agent_can_start_its_games_from_its_own_real_play(tiny_checkpoint, tmp_path, monkeypatch):
+    out = tmp_path / "agent-contexts"
+    arguments = ["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--steps", "32", "--envs", "2",
+                 "--episodes", "2", "--curve-every", "32", "--curve-episodes", "1", "--agents", "dream",
+                 "--context", "agent", "--context-every", "16", "--context-episodes", "1"]  # fmt: skip
+    threads = torch.get_num_threads()
+    collected = []
+    original = ContextPool.add_episode
+    monkeypatch.setattr(
+        ContextPool, "add_episode", lambda pool, *a, **k: (collected.append(a[2]), original(pool, *a, **k))
+    )
+    try:
+        assert dream(arguments) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert len(collected) >= 2  # before training, and refreshed during it
+    assert all(seed < EVALUATION_SEED for seed in collected)  # never an evaluation seed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["context"] == "agent"
+    assert "the dream agent's own real-game play" in (out / "report.md").read_text()
 
 
 def test_random_keys_score_the_same_on_the_same_seeds():

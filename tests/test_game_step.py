@@ -7,8 +7,8 @@ import torch
 
 import envs
 from recorder import RESET_ACTION
-from worldmodel.contexts import Context, RealGameContext
-from worldmodel.env import load_world_model
+from worldmodel.contexts import Context, ContextPool, RealGameContext
+from worldmodel.env import WorldModelEnv, load_world_model
 from worldmodel.evaluate.fidelity import next_frames
 from worldmodel.game_step import LatentGames, rollout
 
@@ -78,3 +78,26 @@ def test_a_limited_window_shows_older_keys_as_no_key(model, contexts):
         games.start([0], [start], [3])
         frames.append(games.step(torch.tensor([0]), window_limit=window_limit).frames)
     np.testing.assert_array_equal(*frames)
+
+
+def test_a_context_pool_starts_games_where_the_real_episodes_it_was_given_went(model):
+    pool = ContextPool(model.settings)
+    first = pool.draw(np.random.default_rng(0))  # nothing added yet: the real game's start
+    assert first.replay_actions is not None and len(first.frames) == model.settings.history_length
+    game = envs.make_env("Pacman-v0")
+    frame, _ = game.reset(seed=11)
+    frames, actions = [frame], []
+    for step in range(12):
+        frame, *_ = game.step(1 + step % 4)
+        frames.append(frame)
+        actions.append(1 + step % 4)
+    pool.add_episode(np.stack(frames), np.array(actions), seed=11)
+    k = model.settings.history_length
+    assert len(pool.contexts) == 13 - k + 1 and pool.episodes == 1
+    env = WorldModelEnv(model, context=pool)
+    observation, info = env.reset(seed=3)
+    real, _ = game.reset(seed=info["real_game_seed"])
+    for action in info["real_game_actions"]:
+        real, *_ = game.step(int(action))
+    np.testing.assert_array_equal(observation, real)
+    assert info["real_game_seed"] == 11

@@ -3,6 +3,7 @@ and how to bring the real game to the same point) drawn from the real game or fr
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,7 +99,48 @@ class RecordedContext:
         self.trajectories.close()
 
 
-def make_context_source(context: str | Path, settings: WorldModelSettings):
+class ContextPool:
+    """Contexts from real episodes handed to it while the env runs, e.g. real-game play of the agent
+    being trained, as DIAMOND restarts imagination from the agent's own real frames. Draws from the
+    newest ``capacity`` contexts; from the real game's start until an episode has been added."""
+
+    def __init__(self, settings: WorldModelSettings, capacity: int = 20_000):
+        self.history_length, self.past_actions = settings.history_length, settings.action_window - 1
+        self.contexts: deque[Context] = deque(maxlen=capacity)
+        self.episodes = 0
+        self.fallback = RealGameContext(settings)
+
+    def add_episode(self, frames: np.ndarray, actions: np.ndarray, seed: int | None) -> None:
+        """A real episode: its frames (T+1, H, W, 3), the reset frame first, and the T actions played
+        from ``reset(seed=seed)``; every K consecutive frames of it become a context."""
+        k = self.history_length
+        actions = np.asarray(actions, dtype=np.int64)
+        produced_by = recorder.producing_actions(actions)
+        for start in range(len(frames) - k + 1):
+            self.contexts.append(
+                Context(
+                    frames=frames[start : start + k],
+                    actions=recorder.action_window(produced_by, start + k, self.past_actions),
+                    seed=seed,
+                    replay_actions=actions[: start + k - 1],
+                )
+            )
+        self.episodes += 1
+
+    def draw(self, rng: np.random.Generator) -> Context:
+        if not self.contexts:
+            return self.fallback.draw(rng)
+        return self.contexts[int(rng.integers(len(self.contexts)))]
+
+    def close(self) -> None:
+        self.fallback.close()
+
+
+def make_context_source(context, settings: WorldModelSettings):
+    """Where episodes start: "real" (the real game's start), the path of a recorded file, or an object
+    that draws contexts itself (``draw(rng) -> Context``, ``close()``), such as a ContextPool."""
+    if hasattr(context, "draw"):
+        return context
     if isinstance(context, str) and context == "real":
         return RealGameContext(settings)
     return RecordedContext(context, settings)

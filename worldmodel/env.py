@@ -70,15 +70,16 @@ def check_action(action, num_actions: int) -> int:
 class GameOptions:
     """The keywords both envs take, besides their own (``render_mode``; ``num_envs`` for the batched env).
 
-    ``context`` is "real" (episodes start from the real game) or the path of a recorded trajectory
-    file. The sampler is the checkpoint's unless ``sampler`` (a kind such as "flow", or a ``Sampler``)
-    or any of its settings is given; ``env.sampler`` may be replaced between steps.
+    ``context`` is "real" (episodes start from the real game), the path of a recorded trajectory
+    file, or an object that draws the contexts itself (``worldmodel.contexts.ContextPool``). The
+    sampler is the checkpoint's unless ``sampler`` (a kind such as "flow", or a ``Sampler``) or any
+    of its settings is given; ``env.sampler`` may be replaced between steps.
     ``max_episode_steps`` truncates episodes; None sets no limit, as ``gymnasium.make`` adds its own.
     ``threads``: torch's CPU threads (see ``use_threads``).
     """
 
     checkpoint: str | Path | WorldModel | None = None
-    context: str | Path = "real"
+    context: str | Path | object = "real"  # or a source of contexts such as a ContextPool
     max_episode_steps: int | None = None
     sampling_steps: int | None = None
     guidance_scale: float | None = None

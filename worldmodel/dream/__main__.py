@@ -21,9 +21,11 @@ from stable_baselines3 import PPO
 from tqdm import tqdm
 
 from worldmodel.checkpoint import CheckpointError
+from worldmodel.contexts import ContextPool
 from worldmodel.dream import report
 from worldmodel.dream.agents import (
     EVALUATION_SEED,
+    AgentContexts,
     RealGameCurve,
     Recipe,
     dream_vec_env,
@@ -53,6 +55,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--curve-episodes", type=int, default=10, help="real episodes per learning-curve point"
     )
     parser.add_argument("--envs", type=int, default=Recipe.num_envs, help="games stepped together per agent")
+    parser.add_argument(
+        "--context", default="real",
+        help="where the learned game's episodes start: real (the real game's start), agent (the dream "
+        "agent's own real-game play, refreshed as it learns), or a recorded .h5 file",
+    )  # fmt: skip
+    parser.add_argument(
+        "--context-every", type=int, default=25_000, help="with --context agent: steps between refreshes"
+    )
+    parser.add_argument(
+        "--context-episodes", type=int, default=4, help="with --context agent: real episodes per refresh"
+    )
     parser.add_argument("--device", default="cpu", help="torch device of the agents and the world model")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 stays fast on a busy CPU)")
     parser.add_argument(
@@ -63,8 +76,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.agents = tuple(kind.strip() for kind in args.agents.split(",") if kind.strip())
     if not args.agents or set(args.agents) - set(KINDS):
         parser.error(f"--agents takes a comma-separated subset of {', '.join(KINDS)}")
-    if min(args.steps, args.episodes, args.curve_every, args.curve_episodes, args.envs) < 1:
-        parser.error("--steps, --episodes, --curve-every, --curve-episodes and --envs must be positive")
+    if min(args.steps, args.episodes, args.curve_every, args.curve_episodes, args.envs, args.context_every,
+           args.context_episodes) < 1:  # fmt: skip
+        parser.error(
+            "--steps, --episodes, --curve-every, --curve-episodes, --envs and --context-* must be positive"
+        )
     return args
 
 
@@ -121,11 +137,16 @@ def load_agent(agent: PPO, directory: Path) -> list:
 
 def train_agent(kind: str, args, recipe: Recipe, model, out: Path) -> tuple[PPO, list]:
     directory = out / "agents" / kind
-    base = (
-        dream_vec_env(model, recipe.num_envs, args.seed)
-        if kind == "dream"
-        else real_vec_env(recipe.num_envs, args.seed)
-    )
+    callbacks = []
+    if kind == "dream":
+        context = ContextPool(model.settings) if args.context == "agent" else args.context
+        base = dream_vec_env(model, recipe.num_envs, args.seed, context)
+        if args.context == "agent":
+            callbacks.append(
+                AgentContexts(context, recipe, args.context_every, args.context_episodes, args.seed)
+            )
+    else:
+        base = real_vec_env(recipe.num_envs, args.seed)
     venv = wrap(base, recipe)
     agent = new_agent(venv, recipe, args.seed, directory / "logs", args.device)
     if (directory / "agent.pt").is_file() and (directory / "progress.json").is_file():
@@ -139,7 +160,7 @@ def train_agent(kind: str, args, recipe: Recipe, model, out: Path) -> tuple[PPO,
         saver = Saver(recipe, args.curve_every, args.curve_episodes, curve, directory, bar)
         saver._next = (agent.num_timesteps // args.curve_every + 1) * args.curve_every
         if remaining > 0:
-            agent.learn(remaining, callback=saver, reset_num_timesteps=False, tb_log_name=kind)
+            agent.learn(remaining, callback=[saver, *callbacks], reset_num_timesteps=False, tb_log_name=kind)
     if curve[-1][0] < agent.num_timesteps:
         point = score_real(policy_actor(agent), recipe, args.curve_episodes).summary()["mean_return"]
         curve.append([int(agent.num_timesteps), point])
@@ -179,6 +200,7 @@ def main(argv=None) -> int:
         "steps": args.steps,
         "recipe": recipe.__dict__,
         "checkpoint": args.checkpoint or "checkpoints/pacman-64",
+        "context": args.context,
         "evaluation_seeds": [EVALUATION_SEED, EVALUATION_SEED + args.episodes - 1],
         "curves": curves,
         "command": command,

@@ -42,11 +42,11 @@ def real_vec_env(num_envs: int, seed: int) -> VecEnv:
     return venv
 
 
-def dream_vec_env(model, num_envs: int, seed: int) -> VecEnv:
-    """``num_envs`` learned games in one batch, starting from the real game's start."""
+def dream_vec_env(model, num_envs: int, seed: int, context="real") -> VecEnv:
+    """``num_envs`` learned games in one batch, starting from ``context`` (see WorldModelEnv)."""
     from worldmodel.vector_env import WorldModelVectorEnv
 
-    venv = SB3VecEnv(WorldModelVectorEnv(num_envs, model, context="real"))
+    venv = SB3VecEnv(WorldModelVectorEnv(num_envs, model, context=context))
     venv.seed(seed)
     return venv
 
@@ -87,33 +87,80 @@ class Score:
         }
 
 
+@dataclass
+class RealEpisode:
+    """One real-game episode an actor played: its frames (the reset frame first) and what it earned."""
+
+    seed: int
+    frames: np.ndarray  # (T+1, H, W, 3)
+    actions: np.ndarray  # (T,)
+    total: float
+    pellets: int
+
+
+def play_real(act: Callable[[np.ndarray], int] | None, recipe: Recipe, seed: int, rng) -> RealEpisode:
+    """One real episode from ``reset(seed=seed)``, ``act(stacked_obs) -> action`` choosing each key
+    (``rng``'s uniform keys when None)."""
+    venv = VecFrameStack(DummyVecEnv([lambda: gymnasium.make("Pacman-v0")]), n_stack=recipe.frame_stack)
+    venv.seed(seed)
+    observation = venv.reset()
+    frames, actions, total, done = [observation[0, ..., -3:]], [], 0.0, False
+    while not done:
+        action = int(rng.integers(5)) if act is None else act(observation)
+        observation, reward, dones, infos = venv.step(np.array([action]))
+        done = bool(dones[0])
+        # At the end the env has reset already: the episode's last frame is the terminal observation.
+        frames.append(infos[0]["terminal_observation"][..., -3:] if done else observation[0, ..., -3:])
+        actions.append(action)
+        total += float(reward[0])
+    venv.close()
+    pellets = int(START_PELLETS.sum() + START_POWER_PELLETS.sum()) - infos[0]["pellets_left"]
+    return RealEpisode(seed, np.stack(frames), np.array(actions, dtype=np.int64), total, pellets)
+
+
 def score_real(
     act: Callable[[np.ndarray], int] | None, recipe: Recipe, episodes: int, record_first: bool = False
 ):
     """Plays ``episodes`` real episodes from seeds EVALUATION_SEED + i with ``act(stacked_obs) -> action``
     (uniformly random when None). Returns the Score and, if asked, the first episode's frames."""
     rng = np.random.default_rng(EVALUATION_SEED)
-    returns, pellets, lengths, frames = [], [], [], []
-    for episode in range(episodes):
-        venv = VecFrameStack(DummyVecEnv([lambda: gymnasium.make("Pacman-v0")]), n_stack=recipe.frame_stack)
-        venv.seed(EVALUATION_SEED + episode)
-        observation = venv.reset()
-        start_pellets = int(START_PELLETS.sum() + START_POWER_PELLETS.sum())
-        total, steps, done = 0.0, 0, False
-        while not done:
-            action = int(rng.integers(5)) if act is None else act(observation)
-            observation, reward, dones, infos = venv.step(np.array([action]))
-            total, steps, done = total + float(reward[0]), steps + 1, bool(dones[0])
-            if record_first and episode == 0:
-                frames.append(
-                    infos[0]["terminal_observation"][..., -3:] if done else observation[0, ..., -3:]
-                )
-        returns.append(total)
-        pellets.append(start_pellets - infos[0]["pellets_left"])
-        lengths.append(steps)
-        venv.close()
-    score = Score(np.array(returns), np.array(pellets), np.array(lengths))
-    return (score, np.stack(frames)) if record_first else score
+    played = [play_real(act, recipe, EVALUATION_SEED + episode, rng) for episode in range(episodes)]
+    score = Score(
+        np.array([e.total for e in played]),
+        np.array([e.pellets for e in played]),
+        np.array([len(e.actions) for e in played]),
+    )
+    return (score, played[0].frames[1:]) if record_first else score
+
+
+class AgentContexts(BaseCallback):
+    """Feeds a ContextPool with the agent's own real-game play: ``episodes`` real episodes before
+    training and again every ``every`` steps, from training seeds (never the evaluation's), so that
+    the learned game restarts from the states the current agent reaches (as DIAMOND does)."""
+
+    def __init__(self, pool, recipe: Recipe, every: int, episodes: int, seed: int):
+        super().__init__()
+        self.pool, self.recipe, self.every, self.episodes = pool, recipe, every, episodes
+        self.rng = np.random.default_rng([seed, 17])
+        self._next = 0
+
+    def collect(self) -> None:
+        act = policy_actor(self.model)
+        for _ in range(self.episodes):
+            seed = int(self.rng.integers(EVALUATION_SEED))  # below the evaluation seeds
+            episode = play_real(act, self.recipe, seed, self.rng)
+            self.pool.add_episode(episode.frames, episode.actions, seed)
+
+    def _on_training_start(self) -> None:
+        if self.pool.episodes == 0:
+            self.collect()
+        self._next = self.num_timesteps + self.every
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next:
+            self._next += self.every
+            self.collect()
+        return True
 
 
 class RealGameCurve(BaseCallback):

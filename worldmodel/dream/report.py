@@ -28,6 +28,12 @@ def _cell(value) -> str:
     )
 
 
+CONTEXTS = {
+    "real": "the real game's start",
+    "agent": "the dream agent's own real-game play, refreshed as it learned",
+}
+
+
 def write(out: Path, metrics: dict, gif_frames: np.ndarray | None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -45,7 +51,12 @@ def write(out: Path, metrics: dict, gif_frames: np.ndarray | None) -> None:
         "# An agent trained in the dream, scored in the real game",
         f"Each agent trained for {metrics['steps']:,} environment steps with the same PPO recipe and seed; "
         f"each scored on {metrics['random']['episodes']} real `Pacman-v0` episodes, seeds "
-        f"{metrics['evaluation_seeds'][0]:,} to {metrics['evaluation_seeds'][1]:,} (no training episode used them).",
+        f"{metrics['evaluation_seeds'][0]:,} to {metrics['evaluation_seeds'][1]:,} (no training episode used them)."
+        + (
+            f" The learned game's episodes started from: {CONTEXTS.get(metrics['context'], metrics['context'])}."
+            if "dream" in metrics
+            else ""
+        ),
         "\n".join(
             [
                 "| agent | mean real-game return | 95% interval | pellets eaten | episode length |",
