@@ -29,20 +29,41 @@ class Context:
     latents: torch.Tensor | None = None  # (K, C, h, w) the frames already encoded, when the caller has them
 
 
+def episode_context(
+    frames: np.ndarray,
+    actions: np.ndarray,
+    seed: int | None,
+    start: int,
+    history_length: int,
+    action_window: int,
+    latents: torch.Tensor | None = None,
+) -> Context:
+    """The context of the K frames from ``start`` of a real episode: its frames (T+1, H, W, 3), the
+    reset frame first, and the T actions played from ``reset(seed=seed)``."""
+    last = start + history_length - 1
+    return Context(
+        frames=frames[start : last + 1],
+        actions=recorder.action_window(recorder.producing_actions(actions), last + 1, action_window - 1),
+        seed=seed,
+        replay_actions=np.asarray(actions[:last], dtype=np.int64),
+        latents=latents,
+    )
+
+
 class RealGameContext:
     """Contexts from the real game: a seeded reset, then K-1 steps of a seeded scripted player."""
 
     def __init__(self, settings: WorldModelSettings):
         self.settings = settings
         self._game: gymnasium.Env | None = None  # made on first use, kept for later episodes
+        # The game's explorer where it has one (Pacman's reads its frames), else uniform random actions.
+        self._spec = envs.game_spec(settings.env_id, settings.action_meanings)
 
     def draw(self, rng: np.random.Generator) -> Context:
         if self._game is None:
             self._game = envs.make_env(self.settings.env_id, frame_size=self.settings.frame_size)
         seed, policy_seed = (int(value) for value in rng.integers(2**31, size=2))
-        # The game's explorer where it has one (Pacman's reads its frames), else uniform random actions.
-        game = envs.game_spec(self.settings.env_id, self.settings.action_meanings)
-        player = game.scripted_player(policy_seed)
+        player = self._spec.scripted_player(policy_seed)
         frame, _ = self._game.reset(seed=seed)
         frames, actions = [frame], [recorder.RESET_ACTION]
         for _ in range(self.settings.history_length - 1):
@@ -65,8 +86,7 @@ class RecordedContext:
 
     def __init__(self, path: str | Path, settings: WorldModelSettings):
         self.trajectories = recorder.load(path)
-        self.history_length = settings.history_length
-        self.past_actions = settings.action_window - 1
+        self.history_length, self.action_window = settings.history_length, settings.action_window
         problems = settings.recording_mismatches(self.trajectories)
         if problems:
             self.trajectories.close()
@@ -87,12 +107,8 @@ class RecordedContext:
         index = int(self.episodes[rng.integers(len(self.episodes))])
         episode = self.trajectories.episode(index)
         start = int(rng.integers(len(episode.frames) - k + 1))
-        produced_by = recorder.producing_actions(episode.actions)
-        return Context(
-            frames=episode.frames[start : start + k],
-            actions=recorder.action_window(produced_by, start + k, self.past_actions),
-            seed=int(episode.seed),
-            replay_actions=episode.actions[: start + k - 1].astype(np.int64),
+        return episode_context(
+            episode.frames, episode.actions, int(episode.seed), start, k, self.action_window
         )
 
     def close(self) -> None:
@@ -105,7 +121,7 @@ class ContextPool:
     newest ``capacity`` contexts; from the real game's start until an episode has been added."""
 
     def __init__(self, settings: WorldModelSettings, capacity: int = 20_000):
-        self.history_length, self.past_actions = settings.history_length, settings.action_window - 1
+        self.history_length, self.action_window = settings.history_length, settings.action_window
         self.contexts: deque[Context] = deque(maxlen=capacity)
         self.episodes = 0
         self.fallback = RealGameContext(settings)
@@ -114,17 +130,8 @@ class ContextPool:
         """A real episode: its frames (T+1, H, W, 3), the reset frame first, and the T actions played
         from ``reset(seed=seed)``; every K consecutive frames of it become a context."""
         k = self.history_length
-        actions = np.asarray(actions, dtype=np.int64)
-        produced_by = recorder.producing_actions(actions)
         for start in range(len(frames) - k + 1):
-            self.contexts.append(
-                Context(
-                    frames=frames[start : start + k],
-                    actions=recorder.action_window(produced_by, start + k, self.past_actions),
-                    seed=seed,
-                    replay_actions=actions[: start + k - 1],
-                )
-            )
+            self.contexts.append(episode_context(frames, actions, seed, start, k, self.action_window))
         self.episodes += 1
 
     def draw(self, rng: np.random.Generator) -> Context:

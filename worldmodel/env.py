@@ -101,14 +101,30 @@ def game_options(env_name: str, options: dict) -> GameOptions:
     return GameOptions(**options)
 
 
+def sampler_setting(name: str, kind: type) -> property:
+    """An env attribute that reads one setting of the env's sampler, and replaces the sampler to set it."""
+
+    def set_setting(env, value) -> None:
+        env.sampler = env.sampler.replace(**{name: kind(value)})
+
+    return property(lambda env: getattr(env.sampler.settings, name), set_setting)
+
+
 class LearnedGame:
     """The setup both envs share: the model, its spaces, the end threshold, where episodes start, and
     the sampler, which a game may change between steps (play.py's keys do)."""
 
     sampler: Sampler
 
-    def _set_up(self, options: GameOptions) -> tuple[spaces.Box, spaces.Discrete]:
-        """Loads the model and sets what both envs share; returns one game's observation and action spaces."""
+    def _set_up(self, options: dict, render_mode: str | None) -> tuple[spaces.Box, spaces.Discrete]:
+        """Checks the keywords, loads the model and sets what both envs share; returns one game's
+        observation and action spaces."""
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
+            )
+        self.render_mode = render_mode
+        options = game_options(type(self).__name__, options)
         use_threads(options.threads, options.device)
         self.model = load_world_model(options.checkpoint, options.device)
         self.settings = self.model.settings
@@ -131,30 +147,10 @@ class LearnedGame:
         size = self.settings.frame_size
         return spaces.Box(0, 255, (size, size, 3), np.uint8), spaces.Discrete(self.settings.num_actions)
 
-    # The sampler's most changed settings, readable and settable on the env itself.
-    @property
-    def sampling_steps(self) -> int:
-        return self.sampler.settings.sampling_steps
-
-    @sampling_steps.setter
-    def sampling_steps(self, value: int) -> None:
-        self.sampler = self.sampler.replace(sampling_steps=int(value))
-
-    @property
-    def guidance_scale(self) -> float:
-        return self.sampler.settings.guidance_scale
-
-    @guidance_scale.setter
-    def guidance_scale(self, value: float) -> None:
-        self.sampler = self.sampler.replace(guidance_scale=float(value))
-
-    @property
-    def context_noise(self) -> float:
-        return self.sampler.settings.context_noise
-
-    @context_noise.setter
-    def context_noise(self, value: float) -> None:
-        self.sampler = self.sampler.replace(context_noise=float(value))
+    # The sampler's most changed settings, readable and settable on the env itself (play.py's keys).
+    sampling_steps = sampler_setting("sampling_steps", int)
+    guidance_scale = sampler_setting("guidance_scale", float)
+    context_noise = sampler_setting("context_noise", float)
 
 
 # ---- the single environment ----------------------------------------------------------------------------
@@ -175,13 +171,8 @@ class WorldModelEnv(LearnedGame, gymnasium.Env):
         window_scale: int = 8,
         **options,
     ):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
-            )
-        options = game_options("WorldModelEnv", {"checkpoint": checkpoint, **options})
-        self.observation_space, self.action_space = self._set_up(options)
-        self.render_mode = render_mode
+        game_spaces = self._set_up({"checkpoint": checkpoint, **options}, render_mode)
+        self.observation_space, self.action_space = game_spaces
         self.window_scale = window_scale
         self.context: Context | None = None  # the current episode's start
         self._games = LatentGames(self.model, batch=1)

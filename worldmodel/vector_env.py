@@ -12,7 +12,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from worldmodel.contexts import begin_episode, real_game_start
-from worldmodel.env import LearnedGame, WorldModelEnv, game_options
+from worldmodel.env import LearnedGame, WorldModelEnv
 from worldmodel.game_step import LatentGames
 from worldmodel.model import WorldModel
 
@@ -41,14 +41,9 @@ class WorldModelVectorEnv(LearnedGame, VectorEnv):
     ):
         if num_envs < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}"
-            )
-        options = game_options("WorldModelVectorEnv", {"checkpoint": checkpoint, **options})
-        self.single_observation_space, self.single_action_space = self._set_up(options)
+        game_spaces = self._set_up({"checkpoint": checkpoint, **options}, render_mode)
+        self.single_observation_space, self.single_action_space = game_spaces
         self.num_envs = num_envs
-        self.render_mode = render_mode
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         self.contexts = [None] * num_envs  # each copy's current episode start

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 import recorder
-from worldmodel.contexts import Context
+from worldmodel.contexts import Context, episode_context
 
 
 class EvaluationError(ValueError):
@@ -70,13 +70,11 @@ class EpisodeStart:
 
     def context(self, action_window: int) -> Context:
         """The learned game's start here, for a model reading ``action_window`` actions."""
-        return Context(
-            frames=self.episode.frames[self.start : self.last + 1],
-            actions=self.actions(action_window - 1).numpy(),
-            seed=self.episode.seed,
-            replay_actions=self.episode.actions[: self.last],
-            latents=self.latents(),
-        )
+        episode = self.episode
+        return episode_context(
+            episode.frames, episode.actions, episode.seed, self.start, self.history_length, action_window,
+            self.latents(),
+        )  # fmt: skip
 
     def recorded_future(self, horizon: int) -> tuple[np.ndarray, np.ndarray]:
         """The recorded actions from the context on and the frames they produced (at most ``horizon``)."""
