@@ -1,12 +1,13 @@
 """The one-step sampler against today's, in one run on one machine: frames/s of WorldModelEnv.step
 (one thread, alone and beside a CPU-bound process) and of WorldModelVectorEnv at batch 64 (one and
-two threads), for the checkpoint's sampler, its network run as one pass, distilled checkpoints, and
-student architectures (timed untrained: a network's speed does not depend on its weights). Writes
+two threads, and one thread beside the CPU-bound process), for the checkpoint's sampler, its network
+run as one pass, distilled checkpoints, and student architectures (timed untrained: a network's speed does not depend on its weights). Writes
 bench/results/one_step.md and a bar chart; on a GPU also the batched env at batch 256, 1,024, 4,096."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import subprocess
@@ -24,6 +25,7 @@ from worldmodel.config import with_overrides  # noqa: E402
 from worldmodel.env import DEFAULT_CHECKPOINT, load_world_model  # noqa: E402
 from worldmodel.evaluate.speed import step_fps, vector_env_fps  # noqa: E402
 from worldmodel.model import WorldModel  # noqa: E402
+from worldmodel.sampler import Sampler  # noqa: E402
 
 COMPETITOR = "while True: pass"  # one core kept busy, as a browser tab or a build would
 GPU_BATCHES = (256, 1024, 4096)
@@ -33,7 +35,7 @@ GPU_BATCHES = (256, 1024, 4096)
 class Variant:
     name: str
     model: WorldModel
-    sampler: object  # the Sampler it plays with
+    sampler: Sampler  # what it plays with
 
 
 def parse_args() -> argparse.Namespace:
@@ -78,14 +80,16 @@ def measure(variant: Variant, args) -> dict[str, float]:
     model, sampler, fps = variant.model, variant.sampler, {}
     torch.set_num_threads(1)
     fps["single, 1 thread"] = step_fps(model, args.steps, 0, sampler, warmup=10)
-    competitor = subprocess.Popen([sys.executable, "-c", COMPETITOR])
-    try:
+    with competing_process():
         fps["single, 1 thread, busy CPU"] = step_fps(model, args.steps, 0, sampler, warmup=10)
-    finally:
-        competitor.kill()
     for threads in (1, 2):
         torch.set_num_threads(threads)
         fps[f"batch 64, {threads} threads"] = vector_env_fps(
+            model, 64, args.batch_steps, 0, sampler, warmup=3
+        )
+    torch.set_num_threads(1)
+    with competing_process():
+        fps["batch 64, 1 thread, busy CPU"] = vector_env_fps(
             model, 64, args.batch_steps, 0, sampler, warmup=3
         )
     if torch.cuda.is_available():
@@ -95,6 +99,16 @@ def measure(variant: Variant, args) -> dict[str, float]:
         model.to("cpu")
     torch.set_num_threads(1)
     return fps
+
+
+@contextlib.contextmanager
+def competing_process():
+    """A CPU-bound process on one core while the block runs, as a user's other programs would be."""
+    competitor = subprocess.Popen([sys.executable, "-c", COMPETITOR])
+    try:
+        yield
+    finally:
+        competitor.kill()
 
 
 def main() -> None:
