@@ -30,6 +30,13 @@ def held_out_frames(data_path: Path, episodes, count: int, seed: int = 0) -> np.
     return frames[np.sort(rng.choice(len(frames), size=min(count, len(frames)), replace=False))]
 
 
+def save_grid(path: Path, *rows: torch.Tensor) -> None:
+    """A PNG of the first 8 frames of each of ``rows`` (uint8 (N, H, W, 3)), one row each, upscaled."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid = np.concatenate([np.concatenate(list(frames[:8].numpy()), 1) for frames in rows], 0)
+    iio.imwrite(path, upscale(grid))
+
+
 def vae_samples(data_path: Path, held_out_ids, run_dir: Path, count: int = 64):
     """The autoencoder's held-out reconstruction PSNR, and a grid of frames over their reconstructions."""
     frames = torch.from_numpy(held_out_frames(data_path, held_out_ids, count))
@@ -38,15 +45,7 @@ def vae_samples(data_path: Path, held_out_ids, run_dir: Path, count: int = 64):
     def evaluate(vae, step: int) -> dict:
         device = next(vae.parameters()).device
         reconstruction = tensor_to_frames(vae(frames_to_tensor(frames).to(device)).sample.float()).cpu()
-        grid = np.concatenate(
-            [
-                np.concatenate(list(frames[:8].numpy()), 1),
-                np.concatenate(list(reconstruction[:8].numpy()), 1),
-            ],
-            0,
-        )
-        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        iio.imwrite(run_dir / "samples" / f"vae_step{step:06d}.png", upscale(grid))
+        save_grid(run_dir / "samples" / f"vae_step{step:06d}.png", frames, reconstruction)
         return {"held_out_psnr": psnr(reconstruction, frames).mean().item()}
 
     return evaluate
@@ -62,9 +61,7 @@ def decoder_samples(teacher_vae, data_path: Path, held_out_ids, run_dir: Path, c
     @torch.no_grad()
     def evaluate(decoder, step: int) -> dict:
         drawn = tensor_to_frames(decoder(latents / teacher_vae.config.scaling_factor).float()).cpu()
-        rows = [np.concatenate(list(images[:8].numpy()), 1) for images in (frames, taught, drawn)]
-        (run_dir / "samples").mkdir(parents=True, exist_ok=True)
-        iio.imwrite(run_dir / "samples" / f"decoder_step{step:06d}.png", upscale(np.concatenate(rows, 0)))
+        save_grid(run_dir / "samples" / f"decoder_step{step:06d}.png", frames, taught, drawn)
         return {
             "held_out_psnr": psnr(drawn, frames).mean().item(),
             "psnr_to_teacher": psnr(drawn, taught).mean().item(),
