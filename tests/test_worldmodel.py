@@ -2,6 +2,7 @@
 a real learning check, checkpoint round trips and the errors a user meets."""
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,36 @@ def test_guidance_combines_conditional_and_null_passes_in_one_batch():
     drop, *sizes = calls[0]
     assert drop.tolist() == [False, False, True, True] and sizes == [4, 4, 4]
     assert torch.allclose(result, start - 3.0)  # one Euler step from t=1 to t=0 with velocity 3
+
+
+@pytest.mark.parametrize("scheduler", ["euler", "dpm"])
+def test_one_sampler_serves_games_stepping_in_several_threads(scheduler):
+    # Game A is held inside its first denoiser pass while game B samples from start to end with the
+    # very same (cached) sampler; A must then finish as if it had been alone.
+    sampler = make_sampler(
+        SamplerConfig(sampling_steps=3, guidance_scale=1.0, context_noise=0.0, scheduler=scheduler)
+    )
+    history, actions = torch.zeros(1, 3, 1, 2, 2), torch.zeros(1, 4, dtype=torch.long)
+    inside_a, let_a_go = threading.Event(), threading.Event()
+
+    def denoiser(noisy, timesteps, history, actions, context_noise, drop_actions):
+        if threading.current_thread().name == "game-a" and not inside_a.is_set():
+            inside_a.set()
+            let_a_go.wait(10)
+        return 0.5 * noisy + timesteps.view(-1, 1, 1, 1)  # depends on the noise level of each step
+
+    def sample():
+        return sampler.sample(denoiser, history, actions, generator=torch.Generator().manual_seed(0))
+
+    alone, results = sample(), {}
+    game_a = threading.Thread(target=lambda: results.update(a=sample()), name="game-a")
+    game_a.start()
+    assert inside_a.wait(10)
+    results["b"] = sample()
+    let_a_go.set()
+    game_a.join(10)
+    assert set(results) == {"a", "b"}
+    assert torch.equal(results["a"], alone) and torch.equal(results["b"], alone)
 
 
 def test_sampler_rejects_bad_settings():

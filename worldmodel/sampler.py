@@ -52,21 +52,22 @@ class FlowSampler(Sampler):
                 f"and {settings.guidance_scale}"
             )
         self.settings = settings
-        if settings.scheduler == "euler":
-            self.scheduler = FlowMatchEulerDiscreteScheduler(shift=settings.timestep_shift)
-        else:
-            self.scheduler = DPMSolverMultistepScheduler(
-                use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=settings.timestep_shift
-            )
 
-    def _set_timesteps(self, device: torch.device) -> None:
-        steps = self.settings.sampling_steps
-        if isinstance(self.scheduler, FlowMatchEulerDiscreteScheduler):
+    def _scheduler(self, device: torch.device):
+        """A scheduler set to this sampler's noise levels. Schedulers count their steps as they go, so
+        each call gets its own: one cached sampler then serves envs stepping in several threads."""
+        steps, shift = self.settings.sampling_steps, self.settings.timestep_shift
+        if self.settings.scheduler == "euler":
+            scheduler = FlowMatchEulerDiscreteScheduler(shift=shift)
             # Evenly spaced noise levels 1, (n-1)/n, ..., 1/n as in Sana's pipeline; the default would
             # spend the second of two steps at t = 0.001.
-            self.scheduler.set_timesteps(sigmas=np.linspace(1.0, 1.0 / steps, steps), device=device)
+            scheduler.set_timesteps(sigmas=np.linspace(1.0, 1.0 / steps, steps), device=device)
         else:
-            self.scheduler.set_timesteps(steps, device=device)
+            scheduler = DPMSolverMultistepScheduler(
+                use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=shift
+            )
+            scheduler.set_timesteps(steps, device=device)
+        return scheduler
 
     @torch.no_grad()
     def sample(
@@ -102,7 +103,7 @@ class FlowSampler(Sampler):
     ) -> torch.Tensor:
         """The clean latent the flow reaches from ``noise``: what ``sample`` does once its noise is drawn."""
         batch, latents = noise.shape[0], noise
-        self._set_timesteps(latents.device)
+        scheduler = self._scheduler(latents.device)
         guided = self.settings.guidance_scale != 1.0
         keep = torch.zeros(batch, dtype=torch.bool, device=latents.device)
         if guided:  # the conditional and the null-action pass in one batch
@@ -110,14 +111,14 @@ class FlowSampler(Sampler):
             history, actions, level = history.repeat(2, 1, 1, 1, 1), actions.repeat(2, 1), level.repeat(2)
         else:
             drop = keep
-        for timestep in self.scheduler.timesteps:
+        for timestep in scheduler.timesteps:
             t = (timestep / 1000).to(latents.dtype).expand(len(drop))  # (B,) or (2B,)
             noisy = torch.cat([latents, latents]) if guided else latents
             velocity = denoiser(noisy, t, history, actions, level, drop)
             if guided:
                 cond, uncond = velocity.chunk(2)
                 velocity = uncond + self.settings.guidance_scale * (cond - uncond)
-            latents = self.scheduler.step(velocity, timestep, latents, return_dict=False)[0]
+            latents = scheduler.step(velocity, timestep, latents, return_dict=False)[0]
         return latents
 
 
