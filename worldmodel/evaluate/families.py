@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-import envs
 from envs.maze import LEFT
 from recorder.humanlike import HumanLikePlayer
-from recorder.policies import RandomPolicy, StickyRandomPolicy
+from recorder.policies import make_policy
 from worldmodel.contexts import Context
 from worldmodel.evaluate.control import (
     CLOCKWISE,
@@ -45,16 +44,14 @@ TARGET_STEP = 16
 DELTA_PSNR_STEPS = (4, 16)
 
 
-def family_player(family: str, num_actions: int, seed: int, context: EpisodeStart):
-    """The player of ``family`` for one start: ``player(frame) -> action``."""
-    if family == "explorer":
-        return envs.Explorer(seed)
-    if family == "random":
-        return RandomPolicy(num_actions, seed)
-    if family == "sticky":
-        return StickyRandomPolicy(num_actions, seed)
-    if family == "humanlike":
-        return HumanLikePlayer(seed)
+# The families the recorder also plays, under its policy names (`python -m recorder --policy NAME`).
+RECORDER_POLICIES = {"explorer": "explore", "random": "random", "sticky": "sticky", "humanlike": "humanlike"}
+
+
+def family_player(family: str, game, seed: int, context: EpisodeStart):
+    """The player of ``family`` for one start in ``game`` (the real env): ``player(frame) -> action``."""
+    if family in RECORDER_POLICIES:
+        return make_policy(RECORDER_POLICIES[family], game, seed)
     if family == "taps":  # a turn tapped early and released, again and again: the game keeps it
         return HumanLikePlayer(seed, behaviours={"tap_turn": 1.0})
     if family == "circuit":
@@ -74,7 +71,7 @@ class FamilyPlay:
     replay_matched: float  # share of starts whose restored real frame equalled the recording
 
 
-def play_family(game, family: str, contexts: list[EpisodeStart], horizon: int, seed: int, num_actions: int):
+def play_family(game, family: str, contexts: list[EpisodeStart], horizon: int, seed: int):
     """Plays ``horizon`` steps of ``family`` in the real game from every context."""
     actions, frames, matched = [], [], []
     for row, context in enumerate(contexts):
@@ -82,7 +79,7 @@ def play_family(game, family: str, contexts: list[EpisodeStart], horizon: int, s
             played, real = context.recorded_future(horizon)
             matches = True
         else:
-            player = family_player(family, num_actions, seed * 100_003 + row, context)
+            player = family_player(family, game, seed * 100_003 + row, context)
             played, real, matches = play_real_game(game, context, player, horizon)
         actions.append(played)
         frames.append(real)

@@ -36,7 +36,7 @@ def families_section(model, held_out, plan, seed: int, out: Path, metrics: dict,
     then the action-window ablation on tapped-and-released turns."""
     settings = model.settings
     parsed = envs.game_spec(settings.env_id, settings.action_meanings).has_game_state
-    k, a = settings.history_length, settings.num_actions
+    k = settings.history_length
     short = choose_contexts(
         held_out, k, fam.TARGET_STEP, np.random.default_rng([seed, 16]), plan.family_starts_per_episode
     )
@@ -47,7 +47,7 @@ def families_section(model, held_out, plan, seed: int, out: Path, metrics: dict,
     rows, shown = {}, {}
     try:
         for family in fam.FAMILIES if parsed else ANY_GAME_FAMILIES:
-            play = fam.usable(fam.play_family(game, family, short, fam.TARGET_STEP, seed, a))
+            play = fam.usable(fam.play_family(game, family, short, fam.TARGET_STEP, seed))
             rollouts = fam.generate(model, play, seed)
             row = fam.teacher_forced_play(model, play, plan.family_windows, seed)
             row = {PSNR_TEACHER_FORCED: row["psnr"], PSNR_COPY_LAST: row[PSNR_COPY_LAST],
@@ -64,7 +64,7 @@ def families_section(model, held_out, plan, seed: int, out: Path, metrics: dict,
             row["delta_psnr_rollouts"] = len(subset.contexts)
             if parsed:
                 row.update(fam.control_scores(rollouts))
-                long_play = fam.usable(fam.play_family(game, family, long, plan.horizon, seed + 1, a))
+                long_play = fam.usable(fam.play_family(game, family, long, plan.horizon, seed + 1))
                 curve = curves[f"pacman_tile_agreement_{family}"] = fam.curve_scores(
                     fam.generate(model, long_play, seed)
                 )["curve"]
@@ -92,7 +92,7 @@ def window_ablation(model, game, contexts, seed: int) -> dict:
     """Turns tapped early and released, the model reading its whole action window or only the
     latest K+1 actions (older keys shown as no key): how much the long window matters."""
     settings = model.settings
-    play = fam.usable(fam.play_family(game, "taps", contexts, fam.TARGET_STEP, seed, settings.num_actions))
+    play = fam.usable(fam.play_family(game, "taps", contexts, fam.TARGET_STEP, seed))
     result = {
         "rollouts": len(play.contexts),
         "window": settings.action_window,
@@ -112,10 +112,14 @@ def long_play_section(
     reading the generated frames: one Pacman, the real ghost count, walls, pellets coming back."""
     starts = [contexts[row % len(contexts)] for row in range(plan.drift_rollouts)]
     players, families = [], []
-    for family in LONG_PLAY_FAMILIES:
-        for row, context in enumerate(starts):
-            players.append(fam.family_player(family, model.settings.num_actions, seed * 1_000 + row, context))
-            families.append(family)
+    game = envs.make_env(model.settings.env_id, frame_size=model.settings.frame_size)
+    try:  # the players read the generated frames; the real game only tells them its actions
+        for family in LONG_PLAY_FAMILIES:
+            for row, context in enumerate(starts):
+                players.append(fam.family_player(family, game, seed * 1_000 + row, context))
+                families.append(family)
+    finally:
+        game.close()
     result = drift(
         model, starts * len(LONG_PLAY_FAMILIES), plan.drift_steps, seed, players=players, progress=progress
     )
