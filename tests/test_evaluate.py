@@ -12,9 +12,11 @@ import envs
 from envs.maze import GRID, PACMAN_START, TILE, WALLS
 from recorder import TrajectoryWriter
 from recorder.__main__ import main as record
+from worldmodel.checkpoint import load
 from worldmodel.evaluate.__main__ import main as evaluate
 from worldmodel.evaluate.control import MazeCircuit
-from worldmodel.evaluate.episodes import choose_contexts
+from worldmodel.evaluate.drift import drift
+from worldmodel.evaluate.episodes import choose_contexts, load_held_out
 from worldmodel.evaluate.families import delta_psnr
 from worldmodel.evaluate.fidelity import Rollouts
 from worldmodel.evaluate.game_metrics import (
@@ -28,6 +30,7 @@ from worldmodel.evaluate.game_metrics import (
     wall_agreement,
 )
 from worldmodel.metrics import pooled_psnr, precision_recall
+from worldmodel.model import WorldModel
 
 REQUIRED_KEYS = (
     "psnr_teacher_forced",
@@ -252,6 +255,29 @@ def test_quick_evaluation_writes_every_output(tiny_checkpoint, held_out, tmp_pat
     assert f"--data {held_out}" in report
     assert "![control](control.png)" in report
     assert "| humanlike |" in report and "Action window ablation" in report and "## 4. Long play" in report
+
+
+@pytest.mark.parametrize("ends_every_step", [True, False])
+def test_long_play_starts_again_where_the_learned_game_ends_its_episode(
+    tiny_checkpoint, held_out, monkeypatch, ends_every_step
+):
+    # Our Pacman has one life: past an end nothing is the game, so long play goes on from another
+    # held-out start, and the real game with it, exactly when the learned game's end head fires.
+    model = load(tiny_checkpoint)
+    threshold = -1.0 if ends_every_step else 2.0
+    monkeypatch.setattr(WorldModel, "end_threshold", property(lambda self: threshold))
+    episodes = load_held_out(model, held_out, 3)
+    contexts = choose_contexts(episodes, model.settings.history_length, 8, np.random.default_rng(0))
+    steps = 6
+    result = drift(model, contexts[:2], steps, seed=0, progress=False, restarts=contexts)
+    if ends_every_step:
+        assert result["learned_ends"].tolist() == [steps, steps]
+        assert result["real_running"].all()  # the real game is put back at each new start too
+    else:
+        assert result["learned_ends"].tolist() == [0, 0]
+    assert result["pacman_tiles"].shape == result["real_pacman_tiles"].shape == (2, steps)
+    # the real game's own frames show one Pacman wherever it runs (its start is no end)
+    assert (result["real_pacman_tiles"][:, 0] == 1).all()
 
 
 def test_missing_inputs_fail_with_one_line(tiny_checkpoint, held_out, tmp_path, capsys):

@@ -11,6 +11,7 @@ MISSING_AT_16 = "pacman_missing_at_16"  # no Pacman at all after 16 free steps
 GHOST_TILE_AT_16 = "ghost_tile_agreement_at_16"
 GHOST_COUNT = "ghost_count_agreement"  # as many ghosts as the real game shows
 SINGLE_PACMAN = "single_pacman"  # exactly one Pacman in the frame
+SINGLE_PACMAN_REAL = "single_pacman_real"  # the same read off the real game's frames: the reference
 WALLS = "wall_agreement"  # wall tiles matching the maze
 PELLETS_BACK = "pellet_reappearances"  # eaten pellets drawn again
 STEP_FPS = "step_fps"  # WorldModelEnv.step frames per second

@@ -21,6 +21,7 @@ from worldmodel.evaluate.names import (
     PSNR_COPY_LAST,
     PSNR_TEACHER_FORCED,
     SINGLE_PACMAN,
+    SINGLE_PACMAN_REAL,
     STEP_FPS,
     TILE_AT_16,
     TILE_AT_16_INTERVAL,
@@ -270,24 +271,32 @@ def _family_sections(m: dict) -> list[str]:
         sections += [
             "## 4. Long play",
             "Rollouts of the learned game with the player reading the generated frames, as a person at the "
-            "keyboard does, and the real game beside it under the same keys (ghosts compared while it runs).",
+            "keyboard does, and the real game beside it under the same keys (ghosts compared while it runs). "
+            "Where the learned game ends an episode (its end head, as the env's `terminated`), both go on from "
+            "another held-out start, as a reset would: our Pacman has one life, so no frame past an end "
+            "belongs to the game. The real game's own frames give the reference for one Pacman (a ghost "
+            "drawn over him hides him).",
             _table(
                 [
                     "keys",
                     "rollouts x steps",
                     "one Pacman",
+                    "one Pacman, real game",
                     "ghost count right",
                     "walls",
                     "pellets back per rollout",
+                    "episodes ended per rollout, learned / real",
                 ],
                 [
                     [
                         family,
                         f"{r['rollouts']} x {r['steps']}",
                         r[SINGLE_PACMAN],
+                        r[SINGLE_PACMAN_REAL],
                         r[GHOST_COUNT],
                         r[WALLS],
                         r[PELLETS_BACK],
+                        f"{r['learned_episode_ends']:.2f} / {r['real_episode_ends']:.2f}",
                     ]  # fmt: skip
                     for family, r in long_play.items()
                 ],

@@ -19,6 +19,7 @@ from worldmodel.evaluate.names import (
     PSNR_COPY_LAST,
     PSNR_TEACHER_FORCED,
     SINGLE_PACMAN,
+    SINGLE_PACMAN_REAL,
     TILE_AT_16,
     TILE_AT_16_INTERVAL,
     TILE_AT_64,
@@ -109,7 +110,8 @@ def long_play_section(
     model, contexts, plan, seed: int, out: Path, metrics: dict, curves: dict, progress
 ) -> None:
     """``drift_rollouts`` rollouts of ``drift_steps`` per family, all in one batch, the players
-    reading the generated frames: one Pacman, the real ghost count, walls, pellets coming back."""
+    reading the generated frames: one Pacman, the real ghost count, walls, pellets coming back. A
+    rollout whose learned game ends goes on from another held-out start, as the env's reset does."""
     starts = [contexts[row % len(contexts)] for row in range(plan.drift_rollouts)]
     players, families = [], []
     game = envs.make_env(model.settings.env_id, frame_size=model.settings.frame_size)
@@ -120,8 +122,15 @@ def long_play_section(
                 families.append(family)
     finally:
         game.close()
+    restarts = contexts[len(starts) :] + contexts[: len(starts)]  # the starts not yet used come first
     result = drift(
-        model, starts * len(LONG_PLAY_FAMILIES), plan.drift_steps, seed, players=players, progress=progress
+        model,
+        starts * len(LONG_PLAY_FAMILIES),
+        plan.drift_steps,
+        seed,
+        players=players,
+        progress=progress,
+        restarts=restarts,
     )
     families = np.array(families)
     rows = {}
@@ -136,6 +145,11 @@ def long_play_section(
             if running.any()
             else float("nan"),
             "ghost_frames_compared": int(running.sum()),
+            SINGLE_PACMAN_REAL: float((result["real_pacman_tiles"][mine][running] == 1).mean())
+            if running.any()
+            else float("nan"),
+            "learned_episode_ends": float(result["learned_ends"][mine].mean()),
+            "real_episode_ends": float(result["real_ends"][mine].mean()),
             WALLS: float(result[WALLS][mine].mean()),
             PELLETS_BACK: float(result[PELLETS_BACK][mine].mean()),
         }
