@@ -10,6 +10,7 @@ import torch
 
 import envs
 from worldmodel.checkpoint import CheckpointError, load
+from worldmodel.checkpoint_files import write_checksums
 from worldmodel.config import ConfigError, SamplerConfig, config_from_dict, load_config
 from worldmodel.denoiser import Denoiser, held_keys, with_more_inputs
 from worldmodel.flow import changed_cell_weights, flow_matching_loss
@@ -240,6 +241,22 @@ def test_a_checkpoint_stores_each_setting_once_and_reads_them_back(tmp_path):
     settings = load(tmp_path / "checkpoint").settings
     assert settings.config == model.settings.config and settings.sampler.guidance_scale == 2.5
     assert (settings.history_length, settings.action_window, settings.latent_size) == (2, 6, 16)
+
+
+def test_a_version_1_checkpoint_still_loads_with_the_sampler_of_its_own_record(tmp_path):
+    # Version 1 kept the sampler beside the config (and the config's sampling under `flow`).
+    model = make_tiny_model()
+    model.save(tmp_path / "checkpoint")
+    settings_file = tmp_path / "checkpoint" / "world_model.json"
+    record = json.loads(settings_file.read_text())
+    del record["config"]["sampler"]
+    record["config"]["flow"]["sampling_steps"] = 7
+    record.update(format_version=1, env_id=record["config"]["env_id"], history_length=2)
+    record["sampler"] = {"sampling_steps": 3, "guidance_scale": 2.5, "context_noise": 0.1, "scheduler": "dpm"}
+    settings_file.write_text(json.dumps(record))
+    write_checksums(tmp_path / "checkpoint")
+    sampler = load(tmp_path / "checkpoint").settings.sampler
+    assert (sampler.sampling_steps, sampler.guidance_scale, sampler.scheduler) == (3, 2.5, "dpm")
 
 
 def test_sampler_settings_written_under_flow_by_older_configs_still_load(tmp_path):
