@@ -241,6 +241,7 @@ def test_quick_evaluation_writes_every_output(tiny_checkpoint, held_out, tmp_pat
         assert 0 <= low <= row["pacman_tile_agreement_at_16"] <= high <= 1
         # quick: two 16-step starts in each of the three episodes
         assert 0 < row["rollouts_at_16"] <= 6
+        assert 0 <= row["rollouts_at_64"] <= row["curve_rollouts"]
     assert (
         metrics["pacman_tile_agreement_at_16"]
         == metrics["families"]["recorded"]["pacman_tile_agreement_at_16"]

@@ -170,6 +170,11 @@ def control_scores(rollouts: Rollouts, step: int = TARGET_STEP) -> dict:
 
 
 def curve_scores(rollouts: Rollouts) -> dict:
-    """Pacman on the real tile at every step of longer rollouts (steps 1 to T)."""
+    """Pacman on the real tile at every step of longer rollouts (steps 1 to T), and how many rollouts
+    reached step T (a real game that ends sooner drops out of the later steps)."""
     curve = per_step_mean(agreement_by_step(rollouts), rollouts.valid)
-    return {"curve": curve, "rollouts": len(rollouts.contexts)}
+    return {
+        "curve": curve,
+        "rollouts": len(rollouts.contexts),
+        "reached_end": int(rollouts.valid[:, -1].sum()),
+    }

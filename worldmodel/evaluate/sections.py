@@ -66,11 +66,10 @@ def families_section(model, held_out, plan, seed: int, out: Path, metrics: dict,
             if parsed:
                 row.update(fam.control_scores(rollouts))
                 long_play = fam.usable(fam.play_family(game, family, long, plan.horizon, seed + 1))
-                curve = curves[f"pacman_tile_agreement_{family}"] = fam.curve_scores(
-                    fam.generate(model, long_play, seed)
-                )["curve"]
+                scores = fam.curve_scores(fam.generate(model, long_play, seed))
+                curve = curves[f"pacman_tile_agreement_{family}"] = scores["curve"]
                 row[TILE_AT_64] = at_step(curve, plan.horizon)
-                row["curve_rollouts"] = len(long_play.contexts)
+                row["curve_rollouts"], row["rollouts_at_64"] = scores["rollouts"], scores["reached_end"]
                 shown[family] = rollouts
             rows[family] = row
         if parsed:
