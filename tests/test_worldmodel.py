@@ -5,8 +5,10 @@ import json
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from diffusers import FlowMatchEulerDiscreteScheduler
 
 import envs
 from worldmodel.checkpoint import CheckpointError, load
@@ -172,6 +174,35 @@ def test_guidance_combines_conditional_and_null_passes_in_one_batch():
     drop, *sizes = calls[0]
     assert drop.tolist() == [False, False, True, True] and sizes == [4, 4, 4]
     assert torch.allclose(result, start - 3.0)  # one Euler step from t=1 to t=0 with velocity 3
+
+
+@pytest.mark.parametrize(("steps", "shift"), [(1, 1.0), (2, 1.0), (3, 3.0)])
+def test_euler_steps_land_where_diffusers_flow_match_scheduler_does(steps, shift):
+    # The sampler steps between fixed noise levels itself (no scheduler on the hot path); it must visit
+    # the same levels and reach the same latent as diffusers' FlowMatchEulerDiscreteScheduler.
+    settings = SamplerConfig(sampling_steps=steps, guidance_scale=1.0, timestep_shift=shift)
+    seen = []
+
+    def denoiser(noisy, timesteps, history, actions, context_noise, drop_actions):
+        seen.append(float(timesteps[0]))
+        return torch.sin(3 * noisy) + timesteps.view(-1, 1, 1, 1)  # depends on the latent and the level
+
+    noise, history = torch.randn(2, 1, 3, 3), torch.zeros(2, 3, 1, 3, 3)
+    actions, level, keep = (
+        torch.zeros(2, 4, dtype=torch.long),
+        torch.zeros(2),
+        torch.zeros(2, dtype=torch.bool),
+    )
+    ours = make_sampler(settings).integrate(denoiser, noise, history, actions, level)
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=shift)
+    scheduler.set_timesteps(sigmas=np.linspace(1.0, 1.0 / steps, steps))
+    latents, levels = noise, []
+    for timestep in scheduler.timesteps:
+        levels.append(float(timestep) / 1000)
+        velocity = denoiser(latents, (timestep / 1000).expand(2), history, actions, level, keep)
+        latents = scheduler.step(velocity, timestep, latents, return_dict=False)[0]
+    assert seen[:steps] == pytest.approx(levels)
+    assert torch.allclose(ours, latents, atol=1e-5)
 
 
 @pytest.mark.parametrize("scheduler", ["euler", "dpm"])

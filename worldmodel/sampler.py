@@ -7,10 +7,11 @@ sampler is one class here and one line in ``SAMPLERS`` (settings it adds are ``S
 from __future__ import annotations
 
 import functools
+import itertools
 
 import numpy as np
 import torch
-from diffusers import DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler
+from diffusers import DPMSolverMultistepScheduler
 from diffusers.utils.torch_utils import randn_tensor
 
 from worldmodel.config import SamplerConfig
@@ -52,21 +53,16 @@ class FlowSampler(Sampler):
                 f"and {settings.guidance_scale}"
             )
         self.settings = settings
+        self.sigmas = euler_sigmas(settings.sampling_steps, settings.timestep_shift)
 
     def _scheduler(self, device: torch.device):
-        """A scheduler set to this sampler's noise levels. Schedulers count their steps as they go, so
-        each call gets its own: one cached sampler then serves envs stepping in several threads."""
-        steps, shift = self.settings.sampling_steps, self.settings.timestep_shift
-        if self.settings.scheduler == "euler":
-            scheduler = FlowMatchEulerDiscreteScheduler(shift=shift)
-            # Evenly spaced noise levels 1, (n-1)/n, ..., 1/n as in Sana's pipeline; the default would
-            # spend the second of two steps at t = 0.001.
-            scheduler.set_timesteps(sigmas=np.linspace(1.0, 1.0 / steps, steps), device=device)
-        else:
-            scheduler = DPMSolverMultistepScheduler(
-                use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=shift
-            )
-            scheduler.set_timesteps(steps, device=device)
+        """A DPM-Solver scheduler set to this sampler's steps. Multistep schedulers keep the past
+        velocities as they go, so each call gets its own: one cached sampler then serves envs stepping in
+        several threads."""
+        scheduler = DPMSolverMultistepScheduler(
+            use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=self.settings.timestep_shift
+        )
+        scheduler.set_timesteps(self.settings.sampling_steps, device=device)
         return scheduler
 
     @torch.no_grad()
@@ -103,7 +99,6 @@ class FlowSampler(Sampler):
     ) -> torch.Tensor:
         """The clean latent the flow reaches from ``noise``: what ``sample`` does once its noise is drawn."""
         batch, latents = noise.shape[0], noise
-        scheduler = self._scheduler(latents.device)
         guided = self.settings.guidance_scale != 1.0
         keep = torch.zeros(batch, dtype=torch.bool, device=latents.device)
         if guided:  # the conditional and the null-action pass in one batch
@@ -111,15 +106,35 @@ class FlowSampler(Sampler):
             history, actions, level = history.repeat(2, 1, 1, 1, 1), actions.repeat(2, 1), level.repeat(2)
         else:
             drop = keep
-        for timestep in scheduler.timesteps:
-            t = (timestep / 1000).to(latents.dtype).expand(len(drop))  # (B,) or (2B,)
+
+        def guided_velocity(latents, t: float):
             noisy = torch.cat([latents, latents]) if guided else latents
-            velocity = denoiser(noisy, t, history, actions, level, drop)
-            if guided:
-                cond, uncond = velocity.chunk(2)
-                velocity = uncond + self.settings.guidance_scale * (cond - uncond)
+            velocity = denoiser(noisy, latents.new_full((len(drop),), t), history, actions, level, drop)
+            if not guided:
+                return velocity
+            cond, uncond = velocity.chunk(2)
+            return uncond + self.settings.guidance_scale * (cond - uncond)
+
+        if self.settings.scheduler == "euler":
+            # Plain Euler steps between the fixed noise levels: no scheduler object on the hot path.
+            for sigma, sigma_next in itertools.pairwise(self.sigmas):
+                velocity = guided_velocity(latents, sigma)
+                latents = (latents.float() + (sigma_next - sigma) * velocity.float()).to(velocity.dtype)
+            return latents
+        scheduler = self._scheduler(latents.device)
+        for timestep in scheduler.timesteps:
+            velocity = guided_velocity(latents, float(timestep) / 1000)
             latents = scheduler.step(velocity, timestep, latents, return_dict=False)[0]
         return latents
+
+
+def euler_sigmas(steps: int, shift: float) -> tuple[float, ...]:
+    """The noise levels of ``steps`` Euler steps and the final 0, as diffusers' FlowMatchEulerDiscreteScheduler
+    sets them: evenly spaced 1, (n-1)/n, ..., 1/n as in Sana's pipeline (the scheduler's default would
+    spend the second of two steps at t = 0.001), then shifted toward noise by ``shift``."""
+    even = np.linspace(1.0, 1.0 / steps, steps)
+    shifted = shift * even / (1 + (shift - 1) * even)
+    return (*(float(s) for s in shifted), 0.0)
 
 
 SAMPLERS: dict[str, type[Sampler]] = {"flow": FlowSampler}
