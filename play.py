@@ -58,6 +58,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=1,
         help="torch CPU threads; 1 (default) stays fast when other programs share the CPU",
     )
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnx"),  # worldmodel.onnx_runtime.RUNTIMES, named here to start fast
+        default="torch",
+        help="onnx: the denoiser and decoder run in ONNX Runtime (CPU; faster, a second more to start)",
+    )
     args = parser.parse_args(argv)
     if args.scale < 1 or args.fps <= 0 or (args.steps is not None and args.steps < 0):
         parser.error("--scale and --fps must be positive and --steps not negative")
@@ -239,10 +245,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"play.py: {problem}, so no window can open. Play headless instead:\n  {shlex.join(command)}")
         return 2
     from worldmodel.env import WorldModelEnv  # after the checks above: loading torch takes seconds
+    from worldmodel.onnx_runtime import OnnxRuntimeError
 
     try:
-        env = WorldModelEnv(args.checkpoint, context=args.context, device=args.device, threads=args.threads)
-    except ValueError as error:  # a missing or foreign checkpoint, or a context file of another game
+        env = WorldModelEnv(
+            args.checkpoint,
+            context=args.context,
+            device=args.device,
+            threads=args.threads,
+            runtime=args.runtime,
+        )
+    except (ValueError, OnnxRuntimeError) as error:  # a missing or foreign checkpoint, a context file of
+        # another game, or a model ONNX Runtime cannot run as torch does
         print(f"play.py: {error}", file=sys.stderr)
         return 2
     try:

@@ -8,6 +8,7 @@ import gymnasium
 import numpy as np
 import pytest
 import stable_baselines3.common.env_checker
+import torch
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector.utils import batch_space
 from gymnasium.wrappers import (
@@ -348,8 +349,6 @@ def test_the_batched_env_says_how_to_reach_each_copys_start_in_the_real_game(mod
 
 
 def test_threads_reach_torch(model):
-    import torch
-
     before = torch.get_num_threads()
     try:
         WorldModelEnv(model, threads=2)
@@ -360,3 +359,29 @@ def test_threads_reach_torch(model):
             WorldModelEnv(model, threads=0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_onnx_runtime_plays_the_torch_game(model):
+    # The same seeds and keys give the same frames (a pixel may round differently) and rewards; the
+    # batched env plays on it too.
+    actions = [1, 2, 2, 4, 0, 3]
+    torch_frames, torch_rewards, torch_flags = play(WorldModelEnv(model), actions, seed=3)
+    onnx_frames, onnx_rewards, onnx_flags = play(WorldModelEnv(model, runtime="onnx"), actions, seed=3)
+    difference = np.abs(torch_frames.astype(int) - onnx_frames.astype(int))
+    assert difference.max() <= 2 and (difference > 0).mean() < 0.01
+    assert onnx_rewards == pytest.approx(torch_rewards, abs=1e-4) and onnx_flags == torch_flags
+    batched = WorldModelVectorEnv(2, model, runtime="onnx")
+    observations, _ = batched.reset(seed=3)
+    observations, *_ = batched.step(np.array([1, 2]))
+    assert observations.shape == (2, 64, 64, 3)
+    assert np.abs(observations[0].astype(int) - torch_frames[1].astype(int)).max() <= 2
+
+
+def test_onnx_runtime_that_disagrees_with_torch_is_refused(model, monkeypatch):
+    from worldmodel.onnx_runtime import OnnxPass, OnnxRuntimeError
+
+    with pytest.raises(ValueError, match="unknown runtime 'tensorrt'"):
+        WorldModelEnv(model, runtime="tensorrt")
+    monkeypatch.setattr(OnnxPass, "forward", lambda self, *inputs: torch.zeros_like(inputs[0]) + 1.0)
+    with pytest.raises(OnnxRuntimeError, match="differs from torch.*runtime='torch'"):
+        WorldModelEnv(model, runtime="onnx")

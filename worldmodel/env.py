@@ -16,6 +16,7 @@ from worldmodel.checkpoint import CheckpointError
 from worldmodel.contexts import Context, begin_episode, make_context_source, real_game_start
 from worldmodel.game_step import LatentGames
 from worldmodel.model import WorldModel
+from worldmodel.onnx_runtime import check_runtime, on_onnx_runtime
 from worldmodel.sampler import Sampler
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "pacman-64"
@@ -75,7 +76,8 @@ class GameOptions:
     sampler is the checkpoint's unless ``sampler`` (a kind such as "flow", or a ``Sampler``) or any
     of its settings is given; ``env.sampler`` may be replaced between steps.
     ``max_episode_steps`` truncates episodes; None sets no limit, as ``gymnasium.make`` adds its own.
-    ``threads``: torch's CPU threads (see ``use_threads``).
+    ``threads``: torch's CPU threads (see ``use_threads``). ``runtime``: "torch", or "onnx" to run
+    the denoiser and decoder in ONNX Runtime (CPU only; see ``worldmodel.onnx_runtime``).
     """
 
     checkpoint: str | Path | WorldModel | None = None
@@ -90,6 +92,7 @@ class GameOptions:
     device: str | torch.device = "cpu"
     end_threshold: float | None = None  # predicted end probability above which an episode ends
     threads: int | None = None
+    runtime: str = "torch"
 
 
 def game_options(env_name: str, options: dict) -> GameOptions:
@@ -127,6 +130,8 @@ class LearnedGame:
         options = game_options(type(self).__name__, options)
         use_threads(options.threads, options.device)
         self.model = load_world_model(options.checkpoint, options.device)
+        if check_runtime(options.runtime) == "onnx":
+            self.model = on_onnx_runtime(self.model, torch.get_num_threads())
         self.settings = self.model.settings
         self.action_meanings = tuple(self.settings.action_meanings)
         steps = options.max_episode_steps
