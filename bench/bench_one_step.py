@@ -1,7 +1,8 @@
 """The one-step sampler against today's, in one run on one machine: frames/s of WorldModelEnv.step
 (one thread, alone and beside a CPU-bound process) and of WorldModelVectorEnv at batch 64 (one and
 two threads, and one thread beside the CPU-bound process), for the checkpoint's sampler, its network
-run as one pass, distilled checkpoints, and student architectures (timed untrained: a network's speed does not depend on its weights). Writes
+run as one pass, distilled checkpoints, and student architectures (timed untrained: a network's
+speed does not depend on its weights), each in torch and, with --runtimes, in ONNX Runtime. Writes
 bench/results/one_step.md and a bar chart; on a GPU also the batched env at batch 256, 1,024, 4,096."""
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from worldmodel.config import with_overrides  # noqa: E402
 from worldmodel.env import DEFAULT_CHECKPOINT, load_world_model  # noqa: E402
 from worldmodel.evaluate.speed import step_fps, vector_env_fps  # noqa: E402
 from worldmodel.model import WorldModel  # noqa: E402
+from worldmodel.onnx_runtime import RUNTIMES  # noqa: E402
 from worldmodel.sampler import Sampler  # noqa: E402
 
 COMPETITOR = "while True: pass"  # one core kept busy, as a browser tab or a build would
@@ -36,6 +38,7 @@ class Variant:
     name: str
     model: WorldModel
     sampler: Sampler  # what it plays with
+    runtime: str = "torch"
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,6 +49,9 @@ def parse_args() -> argparse.Namespace:
         "--student", action="append", default=[], metavar="OVERRIDES",
         help='a student architecture as config overrides of the teacher\'s, e.g. "dit.num_layers=3"',
     )  # fmt: skip
+    parser.add_argument(
+        "--runtimes", nargs="+", default=["torch"], choices=RUNTIMES, help="runtimes to time each variant in"
+    )
     parser.add_argument("--steps", type=int, default=200, help="timed single-env steps (median)")
     parser.add_argument("--batch-steps", type=int, default=30, help="timed batch-64 steps (median)")
     parser.add_argument("--note", default="", help="what else the machine was doing, for the results file")
@@ -71,28 +77,32 @@ def variants(args) -> list[Variant]:
         config = with_overrides(teacher.settings.config, overrides.split())
         model = WorldModel.from_config(config, list(teacher.settings.action_meanings)).eval()
         found.append(Variant(f"student `{overrides}` (untrained), one pass", model, one_pass))
-    return found
+    return [
+        Variant(f"{v.name}, {runtime}", v.model, v.sampler, runtime) if len(args.runtimes) > 1 else v
+        for v in found
+        for runtime in args.runtimes
+    ]
 
 
 def measure(variant: Variant, args) -> dict[str, float]:
     """Frames/s of one variant: the single env at one thread, alone and beside a busy core, and the
     batched env at batch 64 on one and two threads (and the GPU batches when there is one)."""
-    model, sampler, fps = variant.model, variant.sampler, {}
+    model, sampler, runtime, fps = variant.model, variant.sampler, variant.runtime, {}
     torch.set_num_threads(1)
-    fps["single, 1 thread"] = step_fps(model, args.steps, 0, sampler, warmup=10)
+    fps["single, 1 thread"] = step_fps(model, args.steps, 0, sampler, 10, runtime)
     with competing_process():
-        fps["single, 1 thread, busy CPU"] = step_fps(model, args.steps, 0, sampler, warmup=10)
+        fps["single, 1 thread, busy CPU"] = step_fps(model, args.steps, 0, sampler, 10, runtime)
     for threads in (1, 2):
         torch.set_num_threads(threads)
         fps[f"batch 64, {threads} threads"] = vector_env_fps(
-            model, 64, args.batch_steps, 0, sampler, warmup=3
+            model, 64, args.batch_steps, 0, sampler, 3, runtime
         )
     torch.set_num_threads(1)
     with competing_process():
         fps["batch 64, 1 thread, busy CPU"] = vector_env_fps(
-            model, 64, args.batch_steps, 0, sampler, warmup=3
+            model, 64, args.batch_steps, 0, sampler, 3, runtime
         )
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and runtime == "torch":
         model.to("cuda")
         for batch in GPU_BATCHES:
             fps[f"GPU batch {batch}"] = vector_env_fps(model, batch, args.batch_steps, 0, sampler, warmup=3)

@@ -281,6 +281,27 @@ def test_long_play_starts_again_where_the_learned_game_ends_its_episode(
     assert (result["real_pacman_tiles"][:, 0] == 1).all()
 
 
+def test_onnx_runtime_evaluates_through_onnx_and_a_mismatch_is_one_line(
+    tiny_checkpoint, held_out, tmp_path, capsys, monkeypatch
+):
+    import worldmodel.evaluate.run
+    from worldmodel.onnx_runtime import OnnxRuntimeError
+
+    asked = []
+
+    def mismatched(model, threads):
+        asked.append(threads)
+        raise OnnxRuntimeError(
+            "the denoiser run by ONNX Runtime differs from torch by 1; play with runtime='torch'"
+        )
+
+    monkeypatch.setattr(worldmodel.evaluate.run, "on_onnx_runtime", mismatched)
+    arguments = ["--checkpoint", str(tiny_checkpoint), "--data", str(held_out), "--out", str(tmp_path / "r")]
+    assert evaluate([*arguments, "--quick", "--runtime", "onnx"]) == 2
+    assert asked == [torch.get_num_threads()]
+    assert capsys.readouterr().err.startswith("error: the denoiser run by ONNX Runtime differs")
+
+
 def test_missing_inputs_fail_with_one_line(tiny_checkpoint, held_out, tmp_path, capsys):
     out = str(tmp_path / "report")
     assert evaluate(["--checkpoint", str(tmp_path / "none"), "--data", str(held_out), "--out", out]) == 2

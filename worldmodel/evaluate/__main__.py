@@ -13,6 +13,7 @@ from recorder import TrajectoryFormatError
 from worldmodel.checkpoint import CheckpointError
 from worldmodel.evaluate.episodes import EvaluationError
 from worldmodel.evaluate.run import evaluate
+from worldmodel.onnx_runtime import RUNTIMES, OnnxRuntimeError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,6 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads", type=int, default=None, help="torch CPU threads (1 when another job shares the CPU)"
     )
     parser.add_argument("--device", default="cpu", help="torch device to run the model on, e.g. cuda")
+    parser.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="torch",
+        help="onnx: the denoiser and decoder run in ONNX Runtime (CPU), about twice as fast at one pass",
+    )
     args = parser.parse_args(argv)
     if args.episodes is not None and args.episodes < 1:
         parser.error("--episodes must be positive")
@@ -52,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         metrics = evaluate(
             args.checkpoint, args.data, args.out, args.episodes, args.seed, args.quick, command,
-            device=args.device,
+            device=args.device, runtime=args.runtime,
         )  # fmt: skip
-    except (CheckpointError, TrajectoryFormatError, EvaluationError) as error:
+    except (CheckpointError, TrajectoryFormatError, EvaluationError, OnnxRuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(

@@ -192,7 +192,8 @@ def write(out: Path, metrics: dict, notes: list[str], command: str) -> None:
     header = [
         f"# Evaluation of {metrics['checkpoint']}",
         f"Held-out data: `{metrics['data']}` (episodes {metrics['episodes_used']}), seed {metrics['seed']}, "
-        f"{metrics['duration_s']:.0f} s with {metrics['torch_threads']} torch threads.",
+        f"{metrics['duration_s']:.0f} s with {metrics['torch_threads']} torch threads"
+        f"{', the denoiser and decoder in ONNX Runtime' if metrics.get('runtime') == 'onnx' else ''}.",
         f"Produced by:\n\n```\n{command}\n```",
     ]
     if metrics["quick"]:

@@ -19,6 +19,7 @@ from worldmodel.evaluate.names import PSNR_COPY_LAST, PSNR_TEACHER_FORCED, STEP_
 from worldmodel.evaluate.reward_end import reward_end_accuracy
 from worldmodel.evaluate.sections import DRIFT_MARKS, families_section, long_play_section
 from worldmodel.model import WorldModel
+from worldmodel.onnx_runtime import check_runtime, on_onnx_runtime
 
 STAGES = (
     "teacher forced",
@@ -93,14 +94,18 @@ def evaluate(
     command: str = "",
     progress: bool = True,
     device: str = "cpu",
+    runtime: str = "torch",
 ) -> dict:
-    """Runs the evaluation and writes its outputs to ``out``; returns the metrics."""
+    """Runs the evaluation and writes its outputs to ``out``; returns the metrics. ``runtime="onnx"``
+    runs the denoiser and decoder in ONNX Runtime (``worldmodel.onnx_runtime``)."""
     started = time.perf_counter()
     plan = QUICK if quick else FULL
     if episodes is not None:
         plan = replace(plan, episodes=episodes)
     out = Path(out)
     model = WorldModel.load(checkpoint, device)
+    if check_runtime(runtime) == "onnx":
+        model = on_onnx_runtime(model, torch.get_num_threads())
     settings = model.settings
     held_out = load_held_out(model, data, plan.episodes)
     if episodes is not None and len(held_out) < episodes:
@@ -119,6 +124,7 @@ def evaluate(
         "checkpoint": str(checkpoint), "data": str(data), "env_id": settings.env_id, "seed": seed,
         "quick": quick, "plan": asdict(plan), "episodes_used": [e.index for e in held_out],
         "sampler_defaults": asdict(settings.sampler), "torch_threads": torch.get_num_threads(),
+        "runtime": runtime,
         TILE_AT_16: float("nan"),
         **{f"{WALLS}_at_{mark}": float("nan") for mark in DRIFT_MARKS},
     }  # fmt: skip

@@ -47,12 +47,17 @@ def _synchronize(model):
 
 
 def step_fps(
-    model, steps: int, seed: int, sampler: Sampler | None = None, warmup: int = WARMUP_STEPS
+    model,
+    steps: int,
+    seed: int,
+    sampler: Sampler | None = None,
+    warmup: int = WARMUP_STEPS,
+    runtime: str = "torch",
 ) -> float:
-    """Frames per second of ``WorldModelEnv.step`` with this sampler (median over ``steps`` random keys),
-    at the torch threads the caller set."""
+    """Frames per second of ``WorldModelEnv.step`` with this sampler and runtime (median over ``steps``
+    random keys), at the torch threads the caller set."""
     env = WorldModelEnv(model, context="real", device=model.device, sampler=sampler, end_threshold=NO_END,
-                        threads=torch.get_num_threads())  # fmt: skip
+                        threads=torch.get_num_threads(), runtime=runtime)  # fmt: skip
     env.reset(seed=seed)
     actions = iter(np.random.default_rng(seed).integers(env.action_space.n, size=warmup + steps))
     try:
@@ -62,12 +67,18 @@ def step_fps(
 
 
 def vector_env_fps(
-    model, batch: int, steps: int, seed: int, sampler: Sampler | None = None, warmup: int = WARMUP_STEPS
+    model,
+    batch: int,
+    steps: int,
+    seed: int,
+    sampler: Sampler | None = None,
+    warmup: int = WARMUP_STEPS,
+    runtime: str = "torch",
 ) -> float:
     """Frames per second (copies x steps per second) of ``WorldModelVectorEnv.step`` at ``batch`` copies
     under random keys, as an RL learner steps it."""
     env = WorldModelVectorEnv(batch, model, device=model.device, sampler=sampler, end_threshold=NO_END,
-                              threads=torch.get_num_threads())  # fmt: skip
+                              threads=torch.get_num_threads(), runtime=runtime)  # fmt: skip
     env.reset(seed=seed)
     rng = np.random.default_rng(seed)
     try:
