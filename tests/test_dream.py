@@ -6,6 +6,7 @@ import json
 import numpy as np
 import torch
 
+import worldmodel.dream.__main__ as dream_command
 from worldmodel.contexts import ContextPool
 from worldmodel.dream.__main__ import main as dream
 from worldmodel.dream.agents import EVALUATION_SEED, Recipe, new_agent, real_vec_env, score_real, wrap
@@ -41,9 +42,14 @@ def test_the_dream_agent_can_start_its_games_from_its_own_real_play(tiny_checkpo
     out = tmp_path / "agent-contexts"
     arguments = ["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--steps", "32", "--envs", "2",
                  "--episodes", "2", "--curve-every", "32", "--curve-episodes", "1", "--agents", "dream",
-                 "--context", "agent", "--context-every", "16", "--context-episodes", "1"]  # fmt: skip
+                 "--context", "agent", "--context-every", "16", "--context-episodes", "1",
+                 "--runtime", "onnx"]  # fmt: skip
     threads = torch.get_num_threads()
-    collected = []
+    collected, exported = [], []
+    original_runtime = dream_command.on_onnx_runtime
+    monkeypatch.setattr(
+        dream_command, "on_onnx_runtime", lambda model, n: exported.append(n) or original_runtime(model, n)
+    )
     original = ContextPool.add_episode
     monkeypatch.setattr(
         ContextPool, "add_episode", lambda pool, *a, **k: (collected.append(a[2]), original(pool, *a, **k))
@@ -52,6 +58,7 @@ def test_the_dream_agent_can_start_its_games_from_its_own_real_play(tiny_checkpo
         assert dream(arguments) == 0
     finally:
         torch.set_num_threads(threads)
+    assert exported == [1]  # the world model played in ONNX Runtime, on the command's one thread
     assert len(collected) >= 2  # before training, and refreshed during it
     assert all(seed < EVALUATION_SEED for seed in collected)  # never an evaluation seed
     metrics = json.loads((out / "metrics.json").read_text())
