@@ -536,6 +536,9 @@ def test_a_flipped_byte_in_a_weight_file_is_named(tmp_path):
         load(path)
 
 
-def test_the_shipped_checkpoint_matches_its_checksums():
-    load("checkpoints/pacman-64")  # raises on any damaged or missing file
-    assert (Path("checkpoints/pacman-64") / "checksums.json").is_file()
+@pytest.mark.parametrize("shipped", ["checkpoints/pacman-64", "checkpoints/pacman-64-one-step"])
+def test_the_shipped_checkpoints_match_their_checksums(shipped):
+    model = load(shipped)  # raises on any damaged or missing file
+    assert (Path(shipped) / "checksums.json").is_file()
+    if shipped.endswith("one-step"):  # the distilled one plays one pass with no guidance pass
+        assert (model.settings.sampler.sampling_steps, model.settings.sampler.guidance_scale) == (1, 1.0)
