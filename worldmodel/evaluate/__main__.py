@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--runtime",
         choices=RUNTIMES,
         default="torch",
-        help="onnx: the denoiser and decoder run in ONNX Runtime (CPU), about twice as fast at one pass",
+        help="onnx: the denoiser and decoder run in ONNX Runtime (CPU; faster, see bench/results/one_step.md)",
     )
     args = parser.parse_args(argv)
     if args.episodes is not None and args.episodes < 1:
