@@ -4,12 +4,24 @@ saved in a form that loads (and resumes), the real game scored on unseen seeds."
 import json
 
 import numpy as np
+import pytest
 import torch
 
 import worldmodel.dream.__main__ as dream_command
 from worldmodel.contexts import ContextPool
+from worldmodel.dream import AgentFileError
 from worldmodel.dream.__main__ import main as dream
-from worldmodel.dream.agents import EVALUATION_SEED, Recipe, new_agent, real_vec_env, score_real, wrap
+from worldmodel.dream.agents import (
+    EVALUATION_SEED,
+    AgentPlayer,
+    Recipe,
+    frame_shape,
+    new_agent,
+    real_vec_env,
+    score_real,
+    trained_agent,
+    wrap,
+)
 
 
 def test_the_command_trains_scores_and_reports(tiny_checkpoint, tmp_path):
@@ -62,8 +74,9 @@ def test_the_dream_agent_can_start_its_games_from_its_own_real_play(tiny_checkpo
     assert len(collected) >= 2  # before training, and refreshed during it
     assert all(seed < EVALUATION_SEED for seed in collected)  # never an evaluation seed
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["context"] == "agent"
-    assert "the dream agent's own real-game play" in (out / "report.md").read_text()
+    assert metrics["context"] == "agent" and metrics["runtime"] == "onnx"
+    report = (out / "report.md").read_text()
+    assert "the dream agent's own real-game play" in report and "(run in onnx)" in report
 
 
 def test_random_keys_score_the_same_on_the_same_seeds():
@@ -96,3 +109,33 @@ def test_the_real_game_agent_alone_checks_the_recipe(tmp_path):
     assert "real_mean_return" in metrics and "dream" not in metrics and "dream_to_real_ratio" not in metrics
     report = (out / "report.md").read_text()
     assert "PPO trained in the real game" in report and "learned game |" not in report
+
+
+def test_a_saved_agent_plays_one_frame_at_a_time_as_it_played_stacked(tmp_path):
+    recipe = Recipe(num_envs=1)
+    venv = wrap(real_vec_env(1, seed=0), recipe)
+    agent = new_agent(venv, recipe, seed=0, log_dir=None, device="cpu")
+    with torch.no_grad():  # a policy that prefers some keys, so that its choices are not uniform
+        torch.nn.init.normal_(agent.policy.action_net.weight, std=1.0)
+    dream_command.save_agent(agent, tmp_path / "dream", curve=[])
+    loaded = trained_agent(tmp_path / "dream")
+    frames = [venv.reset()[0, ..., -3:]]
+    for action in (3, 3, 1, 0, 2):
+        frames.append(venv.step(np.array([action]))[0][0, ..., -3:])
+    stacked = np.concatenate(frames[2:6], axis=-1)[None]
+    expected = agent.policy.get_distribution(agent.policy.obs_to_tensor(stacked)[0]).distribution.probs
+    player = AgentPlayer(loaded, seed=3, before=np.stack(frames[:5]))
+    seen = []
+    original = loaded.policy.obs_to_tensor
+    loaded.policy.obs_to_tensor = lambda observation: (seen.append(observation), original(observation))[1]
+    keys = [player(frames[5])]
+    np.testing.assert_array_equal(seen[0], stacked)  # the three frames before, then the one shown
+    shown = loaded.policy.get_distribution(original(stacked)[0]).distribution.probs
+    torch.testing.assert_close(shown, expected)  # the loaded policy is the saved one
+    again = AgentPlayer(loaded, seed=3, before=np.stack(frames[:5]))
+    keys += [player(frames[5]) for _ in range(20)]
+    assert keys[:1] + [again(frames[5])] == keys[:1] * 2  # the same seed, the same first key
+    assert all(0 <= key < 5 for key in keys) and len(set(keys)) > 1  # sampled, not argmax
+    assert frame_shape(loaded) == (64, 64, 3)
+    with pytest.raises(AgentFileError, match="frame size"):
+        AgentPlayer(loaded, seed=0)(np.zeros((32, 32, 3), np.uint8))

@@ -13,6 +13,8 @@ from envs.maze import GRID, PACMAN_START, TILE, WALLS
 from recorder import TrajectoryWriter
 from recorder.__main__ import main as record
 from worldmodel.checkpoint import load
+from worldmodel.dream.__main__ import save_agent
+from worldmodel.dream.agents import Recipe, new_agent, real_vec_env, wrap
 from worldmodel.evaluate.__main__ import main as evaluate
 from worldmodel.evaluate.control import MazeCircuit
 from worldmodel.evaluate.drift import drift
@@ -208,12 +210,22 @@ def held_out(tmp_path_factory):
     return path
 
 
-def test_quick_evaluation_writes_every_output(tiny_checkpoint, held_out, tmp_path):
+@pytest.fixture(scope="module")
+def ppo_agent(tmp_path_factory):
+    """The directory of an untrained PPO agent saved as python -m worldmodel.dream saves its agents."""
+    recipe = Recipe(num_envs=1)
+    agent = new_agent(wrap(real_vec_env(1, seed=0), recipe), recipe, seed=0, log_dir=None, device="cpu")
+    directory = tmp_path_factory.mktemp("agents") / "dream"
+    save_agent(agent, directory, curve=[])
+    return directory
+
+
+def test_quick_evaluation_writes_every_output(tiny_checkpoint, held_out, ppo_agent, tmp_path):
     out = tmp_path / "report"
     arguments = ["--checkpoint", str(tiny_checkpoint), "--data", str(held_out), "--out", str(out)]
     threads = torch.get_num_threads()
     try:
-        assert evaluate([*arguments, "--quick", "--threads", "1"]) == 0
+        assert evaluate([*arguments, "--quick", "--threads", "1", "--agent", str(ppo_agent)]) == 0
     finally:
         torch.set_num_threads(threads)  # the command sets it for the process; leave other tests theirs
     expected = [
@@ -231,8 +243,11 @@ def test_quick_evaluation_writes_every_output(tiny_checkpoint, held_out, tmp_pat
     for key in REQUIRED_KEYS:
         assert isinstance(metrics[key], float) and math.isfinite(metrics[key]), key
     assert len(metrics["ablations"]) == 11
-    # A row per action family, each with the same keys, all measured.
-    assert list(metrics["families"]) == ["recorded", "explorer", "random", "sticky", "humanlike", "circuit"]
+    # A row per action family, each with the same keys, all measured; the trained agent is one more.
+    assert list(metrics["families"]) == [
+        "recorded", "explorer", "random", "sticky", "humanlike", "circuit", "agent"
+    ]  # fmt: skip
+    assert metrics["agent"] == str(ppo_agent)
     for family, row in metrics["families"].items():
         for key in FAMILY_KEYS:
             assert isinstance(row[key], float) and math.isfinite(row[key]), (family, key)
@@ -256,6 +271,7 @@ def test_quick_evaluation_writes_every_output(tiny_checkpoint, held_out, tmp_pat
     assert f"--data {held_out}" in report
     assert "![control](control.png)" in report
     assert "| humanlike |" in report and "Action window ablation" in report and "## 4. Long play" in report
+    assert "| agent |" in report and f"PPO agent in `{ppo_agent}`" in report
 
 
 @pytest.mark.parametrize("ends_every_step", [True, False])
@@ -308,9 +324,18 @@ def test_missing_inputs_fail_with_one_line(tiny_checkpoint, held_out, tmp_path, 
     assert (
         evaluate(["--checkpoint", str(tiny_checkpoint), "--data", str(tmp_path / "no.h5"), "--out", out]) == 2
     )
+    arguments = ["--checkpoint", str(tiny_checkpoint), "--data", str(held_out), "--out", out]
+    assert evaluate([*arguments, "--agent", str(tmp_path / "no-agent")]) == 2
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "agent.pt").write_bytes(b"not a checkpoint")
+    assert evaluate([*arguments, "--agent", str(damaged)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 2 and all(line.startswith("error: ") for line in lines)
+    assert len(lines) == 4 and all(line.startswith("error: ") for line in lines)
     assert "checkpoint" in lines[0] and "no such file" in lines[1]
+    assert "no-agent" in lines[2] and "python -m worldmodel.dream" in lines[2]
+    assert "damaged" in lines[3] and "train it again" in lines[3]
+    assert not (tmp_path / "report").exists()  # refused before anything was written
 
 
 @pytest.mark.parametrize(("env_id", "size"), [("ALE/MsPacman-v5", 64), ("Pacman-v0", 32)])

@@ -32,6 +32,7 @@ from worldmodel.dream.agents import (
     new_agent,
     policy_actor,
     real_vec_env,
+    score_dream,
     score_real,
     wrap,
 )
@@ -67,6 +68,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         "--context-episodes", type=int, default=4, help="with --context agent: real episodes per refresh"
     )
+    parser.add_argument(
+        "--dream-episodes", type=int, default=16,
+        help="episodes each trained agent also plays in the learned game (what it believes it earns)",
+    )  # fmt: skip
     parser.add_argument("--device", default="cpu", help="torch device of the agents and the world model")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 stays fast on a busy CPU)")
     parser.add_argument(
@@ -82,9 +87,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not args.agents or set(args.agents) - set(KINDS):
         parser.error(f"--agents takes a comma-separated subset of {', '.join(KINDS)}")
     if min(args.steps, args.episodes, args.curve_every, args.curve_episodes, args.envs, args.context_every,
-           args.context_episodes) < 1:  # fmt: skip
+           args.context_episodes, args.dream_episodes) < 1:  # fmt: skip
         parser.error(
-            "--steps, --episodes, --curve-every, --curve-episodes, --envs and --context-* must be positive"
+            "--steps, --episodes, --dream-episodes, --curve-every, --curve-episodes, --envs and --context-* "
+            "must be positive"
         )
     return args
 
@@ -202,14 +208,21 @@ def main(argv=None) -> int:
             )
         else:
             scores[kind] = score_real(policy_actor(agents[kind]), recipe, args.episodes)
+    in_dream = {}
+    if model is not None:  # each trained agent in the learned game: what the model pays it
+        for kind in args.agents:
+            context = args.context if args.context != "agent" else "real"
+            in_dream[kind] = score_dream(agents[kind], model, recipe, args.dream_episodes, context).summary()
     command = "python -m worldmodel.dream " + shlex.join(argv if argv is not None else sys.argv[1:])
     metrics = {
         "steps": args.steps,
         "recipe": recipe.__dict__,
         "checkpoint": args.checkpoint or "checkpoints/pacman-64",
+        "runtime": args.runtime,
         "context": args.context,
         "evaluation_seeds": [EVALUATION_SEED, EVALUATION_SEED + args.episodes - 1],
         "curves": curves,
+        "in_dream": in_dream,
         "command": command,
     }
     for kind, score in scores.items():

@@ -3,17 +3,21 @@ or in the real one, each scored in the real game on seeds no training episode us
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium
 import numpy as np
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack, VecNormalize
 
 from envs.maze import START_PELLETS, START_POWER_PELLETS
+from worldmodel.dream import AgentFileError
 from worldmodel.sb3 import SB3VecEnv
 
 EVALUATION_SEED = 2_000_000  # real-game evaluation seeds start here; training never resets with these
@@ -58,12 +62,12 @@ def wrap(venv: VecEnv, recipe: Recipe, training: bool = True) -> VecEnv:
     return VecNormalize(stacked, norm_obs=False, norm_reward=True, gamma=recipe.gamma, training=training)
 
 
-def new_agent(venv: VecEnv, recipe: Recipe, seed: int, log_dir: Path, device: str) -> PPO:
+def new_agent(venv: VecEnv, recipe: Recipe, seed: int, log_dir: Path | None, device: str) -> PPO:
     return PPO(
         "CnnPolicy", venv, n_steps=recipe.n_steps, batch_size=recipe.batch_size, n_epochs=recipe.n_epochs,
         learning_rate=recipe.learning_rate, clip_range=recipe.clip_range, ent_coef=recipe.ent_coef,
         gamma=recipe.gamma, gae_lambda=recipe.gae_lambda, seed=seed, device=device,
-        tensorboard_log=str(log_dir), verbose=0,
+        tensorboard_log=None if log_dir is None else str(log_dir), verbose=0,
     )  # fmt: skip
 
 
@@ -133,6 +137,32 @@ def score_real(
     return (score, played[0].frames[1:]) if record_first else score
 
 
+def score_dream(agent: PPO, model, recipe: Recipe, episodes: int, context="real", limit: int = 1000) -> Score:
+    """The agent in the learned game itself, from evaluation seeds: what it believes it earns, to set
+    beside its real-game score. Each of the ``recipe.num_envs`` copies plays the same number of
+    episodes (the first ones to end would favour short episodes); episodes stop at ``limit`` steps.
+    Pellets: steps paying a pellet's 1 or a power pellet's 5."""
+    from worldmodel.vector_env import WorldModelVectorEnv
+
+    games = WorldModelVectorEnv(recipe.num_envs, model, context=context, max_episode_steps=limit)
+    venv = VecFrameStack(SB3VecEnv(games), n_stack=recipe.frame_stack)
+    venv.seed(EVALUATION_SEED)
+    observation = venv.reset()
+    quota = -(-episodes // recipe.num_envs)
+    finished = [[] for _ in range(recipe.num_envs)]  # per copy: (return, pellets, length)
+    running = np.zeros((recipe.num_envs, 3))
+    while min(len(done) for done in finished) < quota:
+        actions, _ = agent.predict(observation, deterministic=False)
+        observation, rewards, dones, _ = venv.step(actions)
+        running += np.stack([rewards, np.isin(rewards, (1.0, 5.0)), np.ones_like(rewards)], axis=1)
+        for copy in np.flatnonzero(dones):
+            finished[copy].append(running[copy].copy())
+            running[copy] = 0
+    venv.close()
+    played = np.array([done[round_] for round_ in range(quota) for done in finished])[:episodes]
+    return Score(played[:, 0], played[:, 1], played[:, 2])
+
+
 class AgentContexts(BaseCallback):
     """Feeds a ContextPool with the agent's own real-game play: ``episodes`` real episodes before
     training and again every ``every`` steps, from training seeds (never the evaluation's), so that
@@ -182,3 +212,56 @@ class RealGameCurve(BaseCallback):
 def policy_actor(agent: PPO) -> Callable[[np.ndarray], int]:
     """``act(stacked_obs) -> action`` of a trained agent (sampled, as it acted in training)."""
     return lambda observation: int(agent.predict(observation, deterministic=False)[0][0])
+
+
+def trained_agent(directory: str | Path, device: str = "cpu", recipe: Recipe = Recipe(num_envs=1)) -> PPO:
+    """The PPO agent that ``python -m worldmodel.dream`` saved under ``OUT/agents/dream`` (or ``real``)."""
+    path = Path(directory) / "agent.pt"
+    if not path.is_file():
+        raise AgentFileError(
+            f"{path}: no trained agent there; pass the directory python -m worldmodel.dream wrote its "
+            "agent to (OUT/agents/dream or OUT/agents/real)"
+        )
+    venv = wrap(real_vec_env(1, seed=0), recipe, training=False)
+    agent = new_agent(venv, recipe, seed=0, log_dir=None, device=device)
+    try:
+        state = torch.load(path, weights_only=True, map_location=device)
+        agent.policy.load_state_dict(state["policy"])
+    except Exception as error:  # a damaged file, or an agent of another recipe or frame size
+        raise AgentFileError(
+            f"{path}: not an agent of this recipe ({error.__class__.__name__}: {str(error)[:200]}); "
+            "train it again with python -m worldmodel.dream"
+        ) from error
+    venv.close()
+    return agent
+
+
+def frame_shape(agent: PPO, recipe: Recipe = Recipe()) -> tuple[int, int, int]:
+    """(H, W, 3): one of the frames the agent reads (its policy sees them stacked, channels first)."""
+    space = agent.observation_space
+    channels, height, width = space.shape if is_image_space_channels_first(space) else np.roll(space.shape, 1)
+    return int(height), int(width), int(channels) // recipe.frame_stack
+
+
+class AgentPlayer:
+    """A trained agent as a player reading one frame at a time (``player(frame) -> action``), as the
+    evaluation's action families play: it stacks the frames itself, starting from the frames seen
+    before the first one it is shown, and samples its keys from its own seeded generator."""
+
+    def __init__(self, agent: PPO, seed: int, before: np.ndarray | None = None, recipe: Recipe = Recipe()):
+        self.agent, self.rng = agent, np.random.default_rng(seed)
+        blank = np.zeros(frame_shape(agent, recipe), dtype=np.uint8)
+        self.frames = deque([blank] * recipe.frame_stack, maxlen=recipe.frame_stack)
+        self.frames.extend([] if before is None else before)  # the deque keeps the latest ones
+
+    @torch.no_grad()
+    def __call__(self, frame: np.ndarray) -> int:
+        if frame.shape != self.frames[0].shape:
+            raise AgentFileError(
+                f"the agent reads {self.frames[0].shape} frames, this game shows {frame.shape}: evaluate it "
+                "with a world model of the frame size it was trained on"
+            )
+        self.frames.append(frame)
+        observation, _ = self.agent.policy.obs_to_tensor(np.concatenate(self.frames, axis=-1)[None])
+        probs = self.agent.policy.get_distribution(observation).distribution.probs[0].cpu().double().numpy()
+        return int(self.rng.choice(len(probs), p=probs / probs.sum()))

@@ -53,7 +53,8 @@ def write(out: Path, metrics: dict, gif_frames: np.ndarray | None) -> None:
         f"each scored on {metrics['random']['episodes']} real `Pacman-v0` episodes, seeds "
         f"{metrics['evaluation_seeds'][0]:,} to {metrics['evaluation_seeds'][1]:,} (no training episode used them)."
         + (
-            f" The learned game's episodes started from: {CONTEXTS.get(metrics['context'], metrics['context'])}."
+            f" The learned game: `{metrics['checkpoint']}` (run in {metrics.get('runtime', 'torch')}); its "
+            f"episodes started from: {CONTEXTS.get(metrics['context'], metrics['context'])}."
             if "dream" in metrics
             else ""
         ),
@@ -67,11 +68,40 @@ def write(out: Path, metrics: dict, gif_frames: np.ndarray | None) -> None:
         f"Dream-trained return as a share of the real-trained one: {_cell(100 * metrics['dream_to_real_ratio'])}%."
         if "dream_to_real_ratio" in metrics
         else "",
+        _in_dream(metrics.get("in_dream") or {}),
         "![learning curve](learning_curve.png)"
         + (" ![the dream-trained agent in the real game](dream_agent.gif)" if gif_frames is not None else ""),
         f"Produced by:\n\n```\n{metrics['command']}\n```",
     ]
     (out / "report.md").write_text("\n\n".join(line for line in lines if line) + "\n")
+
+
+def _in_dream(in_dream: dict) -> str:
+    """The trained agents in the learned game itself: what the model pays them, beside the real game."""
+    if not in_dream:
+        return ""
+    rows = [
+        f"| {name} | {_cell(in_dream[kind]['mean_return'])} | {_cell(in_dream[kind]['return_interval'][0])} to "
+        f"{_cell(in_dream[kind]['return_interval'][1])} | {_cell(in_dream[kind]['mean_pellets'])} | "
+        f"{_cell(in_dream[kind]['mean_length'])} |"
+        for kind, name in AGENTS
+        if kind in in_dream
+    ]
+    episodes = next(iter(in_dream.values()))["episodes"]
+    return "\n\n".join(
+        [
+            f"The same agents in the learned game itself ({episodes} episodes each from the real game's "
+            "start, at most 1,000 steps; pellets: steps paying 1 or 5): what the model pays them. A "
+            "dream return far above the real one means the agent found what the model gets wrong.",
+            "\n".join(
+                [
+                    "| agent | mean learned-game return | 95% interval | pellets eaten | episode length |",
+                    "|---|---|---|---|---|",
+                    *rows,
+                ]
+            ),
+        ]
+    )
 
 
 def plot_curves(path: Path, curves: dict) -> None:

@@ -11,6 +11,7 @@ import torch
 
 from recorder import TrajectoryFormatError
 from worldmodel.checkpoint import CheckpointError
+from worldmodel.dream import AgentFileError
 from worldmodel.evaluate.episodes import EvaluationError
 from worldmodel.evaluate.run import evaluate
 from worldmodel.onnx_runtime import RUNTIMES, OnnxRuntimeError
@@ -44,6 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="torch",
         help="onnx: the denoiser and decoder run in ONNX Runtime (CPU; faster, see bench/results/one_step.md)",
     )
+    parser.add_argument(
+        "--agent",
+        default=None,
+        help="a PPO agent's directory from python -m worldmodel.dream (e.g. reports/dream/agents/dream): "
+        "its keys become one more action family",
+    )
     args = parser.parse_args(argv)
     if args.episodes is not None and args.episodes < 1:
         parser.error("--episodes must be positive")
@@ -59,9 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         metrics = evaluate(
             args.checkpoint, args.data, args.out, args.episodes, args.seed, args.quick, command,
-            device=args.device, runtime=args.runtime,
+            device=args.device, runtime=args.runtime, agent=args.agent,
         )  # fmt: skip
-    except (CheckpointError, TrajectoryFormatError, EvaluationError, OnnxRuntimeError) as error:
+    except (
+        CheckpointError, TrajectoryFormatError, EvaluationError, OnnxRuntimeError, AgentFileError
+    ) as error:  # fmt: skip
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(

@@ -48,8 +48,15 @@ DELTA_PSNR_STEPS = (4, 16)
 RECORDER_POLICIES = {"explorer": "explore", "random": "random", "sticky": "sticky", "humanlike": "humanlike"}
 
 
-def family_player(family: str, game, seed: int, context: EpisodeStart):
-    """The player of ``family`` for one start in ``game`` (the real env): ``player(frame) -> action``."""
+def family_player(family: str, game, seed: int, context: EpisodeStart, agent=None):
+    """The player of ``family`` for one start in ``game`` (the real env): ``player(frame) -> action``.
+    The "agent" family is a trained PPO ``agent`` (``python -m worldmodel.dream``) reading the frames."""
+    if family == "agent":
+        from worldmodel.dream.agents import AgentPlayer  # Stable-Baselines3 only when an agent plays
+
+        if agent is None:
+            raise ValueError("the agent family needs a trained agent (evaluate --agent DIR)")
+        return AgentPlayer(agent, seed, before=context.episode.frames[: context.last])
     if family in RECORDER_POLICIES:
         return make_policy(RECORDER_POLICIES[family], game, seed)
     if family == "taps":  # a turn tapped early and released, again and again: the game keeps it
@@ -57,7 +64,7 @@ def family_player(family: str, game, seed: int, context: EpisodeStart):
     if family == "circuit":
         moves = [a for a in context.actions().tolist() if a in CLOCKWISE]
         return MazeCircuit(moves[-1] if moves else LEFT)
-    raise ValueError(f"unknown action family {family!r}; choose one of {FAMILIES} or 'taps'")
+    raise ValueError(f"unknown action family {family!r}; choose one of {FAMILIES}, 'agent' or 'taps'")
 
 
 @dataclass
@@ -71,7 +78,7 @@ class FamilyPlay:
     replay_matched: float  # share of starts whose restored real frame equalled the recording
 
 
-def play_family(game, family: str, contexts: list[EpisodeStart], horizon: int, seed: int):
+def play_family(game, family: str, contexts: list[EpisodeStart], horizon: int, seed: int, agent=None):
     """Plays ``horizon`` steps of ``family`` in the real game from every context."""
     actions, frames, matched = [], [], []
     for row, context in enumerate(contexts):
@@ -79,7 +86,7 @@ def play_family(game, family: str, contexts: list[EpisodeStart], horizon: int, s
             played, real = context.recorded_future(horizon)
             matches = True
         else:
-            player = family_player(family, game, seed * 100_003 + row, context)
+            player = family_player(family, game, seed * 100_003 + row, context, agent)
             played, real, matches = play_real_game(game, context, player, horizon)
         actions.append(played)
         frames.append(real)

@@ -254,6 +254,11 @@ def _family_sections(m: dict) -> list[str]:
         ),
         _table(header, table),
     ]
+    if m.get("agent"):
+        sections.append(
+            f"The agent family: the PPO agent in `{m['agent']}` (`python -m worldmodel.dream`) pressing the "
+            "keys, reading the real frames four at a time and sampling its keys as it did in training."
+        )
     ablation = m.get("action_window_ablation")
     if ablation:
         sections.append(

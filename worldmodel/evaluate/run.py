@@ -12,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 import envs
+from worldmodel.dream import AgentFileError
 from worldmodel.evaluate import control, fidelity, report, speed
 from worldmodel.evaluate.episodes import EvaluationError, choose_contexts, choose_windows, load_held_out
 from worldmodel.evaluate.game_metrics import at_step, per_step_mean
@@ -95,9 +96,11 @@ def evaluate(
     progress: bool = True,
     device: str = "cpu",
     runtime: str = "torch",
+    agent: str | Path | None = None,
 ) -> dict:
     """Runs the evaluation and writes its outputs to ``out``; returns the metrics. ``runtime="onnx"``
-    runs the denoiser and decoder in ONNX Runtime (``worldmodel.onnx_runtime``)."""
+    runs the denoiser and decoder in ONNX Runtime (``worldmodel.onnx_runtime``). ``agent``: the
+    directory of a PPO agent trained by ``python -m worldmodel.dream``, scored as one more family."""
     started = time.perf_counter()
     plan = QUICK if quick else FULL
     if episodes is not None:
@@ -107,6 +110,7 @@ def evaluate(
     if check_runtime(runtime) == "onnx":
         model = on_onnx_runtime(model, torch.get_num_threads())
     settings = model.settings
+    player = None if agent is None else load_agent_player(agent, settings, device)
     held_out = load_held_out(model, data, plan.episodes)
     if episodes is not None and len(held_out) < episodes:
         raise EvaluationError(
@@ -124,7 +128,7 @@ def evaluate(
         "checkpoint": str(checkpoint), "data": str(data), "env_id": settings.env_id, "seed": seed,
         "quick": quick, "plan": asdict(plan), "episodes_used": [e.index for e in held_out],
         "sampler_defaults": asdict(settings.sampler), "torch_threads": torch.get_num_threads(),
-        "runtime": runtime,
+        "runtime": runtime, "agent": None if agent is None else str(agent),
         TILE_AT_16: float("nan"),
         **{f"{WALLS}_at_{mark}": float("nan") for mark in DRIFT_MARKS},
     }  # fmt: skip
@@ -139,7 +143,7 @@ def evaluate(
     recorded = fidelity.recorded_rollouts(model, contexts, plan.horizon, seed)
     rollout_section(recorded, plan, out, metrics, curves)
     stage("families")
-    families_section(model, held_out, plan, seed, out, metrics, curves)
+    families_section(model, held_out, plan, seed, out, metrics, curves, player)
     if not parsed:
         notes.append(
             f"Pacman's tile, the ghosts and long play skipped: no frame parser reads {settings.env_id} frames."
@@ -173,6 +177,20 @@ def evaluate(
     stage(None)
     bar.close()
     return metrics
+
+
+def load_agent_player(directory: str | Path, settings, device: str):
+    """The trained agent of the "agent" family, refused early when it reads frames of another size."""
+    from worldmodel.dream.agents import frame_shape, trained_agent  # Stable-Baselines3 only here
+
+    agent = trained_agent(directory, device)
+    height, width, _ = frame_shape(agent)
+    if (height, width) != (settings.frame_size, settings.frame_size):
+        raise AgentFileError(
+            f"{directory}: the agent reads {height}x{width} frames, the world model makes "
+            f"{settings.frame_size}x{settings.frame_size}; pass an agent trained on frames of that size"
+        )
+    return agent
 
 
 def teacher_forced_section(model, windows, seed: int, out: Path) -> dict:

@@ -31,10 +31,13 @@ LONG_PLAY_FAMILIES = ("humanlike", "random")
 DRIFT_MARKS = (100, 500, 1000)
 
 
-def families_section(model, held_out, plan, seed: int, out: Path, metrics: dict, curves: dict) -> None:
+def families_section(
+    model, held_out, plan, seed: int, out: Path, metrics: dict, curves: dict, agent=None
+) -> None:
     """A row per action family: teacher-forced PSNR against copy-last on the family's real play,
     Pacman on the real tile (steps 1-64, a 95% interval at 16), missing Pacman, ghosts and ΔPSNR;
-    then the action-window ablation on tapped-and-released turns."""
+    then the action-window ablation on tapped-and-released turns. With a trained PPO ``agent``, the
+    agent is one more family."""
     settings = model.settings
     parsed = envs.game_spec(settings.env_id, settings.action_meanings).has_game_state
     k = settings.history_length
@@ -47,8 +50,9 @@ def families_section(model, held_out, plan, seed: int, out: Path, metrics: dict,
     game = envs.make_env(settings.env_id, frame_size=settings.frame_size)
     rows, shown = {}, {}
     try:
-        for family in fam.FAMILIES if parsed else ANY_GAME_FAMILIES:
-            play = fam.usable(fam.play_family(game, family, short, fam.TARGET_STEP, seed))
+        families = fam.FAMILIES if parsed else ANY_GAME_FAMILIES
+        for family in (*families, "agent") if agent is not None else families:
+            play = fam.usable(fam.play_family(game, family, short, fam.TARGET_STEP, seed, agent))
             rollouts = fam.generate(model, play, seed)
             row = fam.teacher_forced_play(model, play, plan.family_windows, seed)
             row = {PSNR_TEACHER_FORCED: row["psnr"], PSNR_COPY_LAST: row[PSNR_COPY_LAST],
@@ -65,7 +69,7 @@ def families_section(model, held_out, plan, seed: int, out: Path, metrics: dict,
             row["delta_psnr_rollouts"] = len(subset.contexts)
             if parsed:
                 row.update(fam.control_scores(rollouts))
-                long_play = fam.usable(fam.play_family(game, family, long, plan.horizon, seed + 1))
+                long_play = fam.usable(fam.play_family(game, family, long, plan.horizon, seed + 1, agent))
                 scores = fam.curve_scores(fam.generate(model, long_play, seed))
                 curve = curves[f"pacman_tile_agreement_{family}"] = scores["curve"]
                 row[TILE_AT_64] = at_step(curve, plan.horizon)
