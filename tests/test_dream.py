@@ -27,7 +27,8 @@ from worldmodel.dream.agents import (
 def test_the_command_trains_scores_and_reports(tiny_checkpoint, tmp_path):
     out = tmp_path / "dream"
     arguments = ["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--steps", "64", "--envs", "2",
-                 "--episodes", "3", "--curve-every", "32", "--curve-episodes", "1"]  # fmt: skip
+                 "--episodes", "3", "--curve-every", "32", "--curve-episodes", "1", "--dream-episodes", "3",
+                 "--dream-limit", "12"]  # fmt: skip
     threads = torch.get_num_threads()
     try:
         assert dream(arguments) == 0
@@ -37,6 +38,10 @@ def test_the_command_trains_scores_and_reports(tiny_checkpoint, tmp_path):
             assert low <= metrics[f"{kind}_mean_return"] <= high
             assert metrics[kind]["episodes"] == 3
         assert metrics["steps"] == 64
+        for kind in ("dream", "real"):  # both agents also played in the learned game, cut at 12 steps
+            in_dream = metrics["in_dream"][kind]
+            assert in_dream["episodes"] == 3 and 0 < in_dream["mean_length"] <= 12
+        assert "The same agents in the learned game itself (3 episodes" in (out / "report.md").read_text()
         for name in ("report.md", "learning_curve.png", "dream_agent.gif"):
             assert (out / name).stat().st_size > 0, name
         curve = metrics["curves"]["dream"]

@@ -72,6 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--dream-episodes", type=int, default=16,
         help="episodes each trained agent also plays in the learned game (what it believes it earns)",
     )  # fmt: skip
+    parser.add_argument(
+        "--dream-limit", type=int, default=1000, help="steps after which a learned-game episode is cut short"
+    )
     parser.add_argument("--device", default="cpu", help="torch device of the agents and the world model")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 stays fast on a busy CPU)")
     parser.add_argument(
@@ -87,9 +90,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     if not args.agents or set(args.agents) - set(KINDS):
         parser.error(f"--agents takes a comma-separated subset of {', '.join(KINDS)}")
     if min(args.steps, args.episodes, args.curve_every, args.curve_episodes, args.envs, args.context_every,
-           args.context_episodes, args.dream_episodes) < 1:  # fmt: skip
+           args.context_episodes, args.dream_episodes, args.dream_limit) < 1:  # fmt: skip
         parser.error(
-            "--steps, --episodes, --dream-episodes, --curve-every, --curve-episodes, --envs and --context-* "
+            "--steps, --episodes, --dream-*, --curve-every, --curve-episodes, --envs and --context-* "
             "must be positive"
         )
     return args
@@ -212,7 +215,8 @@ def main(argv=None) -> int:
     if model is not None:  # each trained agent in the learned game: what the model pays it
         for kind in args.agents:
             context = args.context if args.context != "agent" else "real"
-            in_dream[kind] = score_dream(agents[kind], model, recipe, args.dream_episodes, context).summary()
+            score = score_dream(agents[kind], model, recipe, args.dream_episodes, context, args.dream_limit)
+            in_dream[kind] = {**score.summary(), "limit": args.dream_limit}
     command = "python -m worldmodel.dream " + shlex.join(argv if argv is not None else sys.argv[1:])
     metrics = {
         "steps": args.steps,

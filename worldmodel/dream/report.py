@@ -87,11 +87,12 @@ def _in_dream(in_dream: dict) -> str:
         for kind, name in AGENTS
         if kind in in_dream
     ]
-    episodes = next(iter(in_dream.values()))["episodes"]
+    first = next(iter(in_dream.values()))
     return "\n\n".join(
         [
-            f"The same agents in the learned game itself ({episodes} episodes each from the real game's "
-            "start, at most 1,000 steps; pellets: steps paying 1 or 5): what the model pays them. A "
+            f"The same agents in the learned game itself ({first['episodes']} episodes each from the real "
+            f"game's start, at most {first['limit']:,} steps; pellets: steps paying 1 or 5): what the model "
+            "pays them. A "
             "dream return far above the real one means the agent found what the model gets wrong.",
             "\n".join(
                 [
