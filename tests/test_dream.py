@@ -144,3 +144,17 @@ def test_a_saved_agent_plays_one_frame_at_a_time_as_it_played_stacked(tmp_path):
     assert frame_shape(loaded) == (64, 64, 3)
     with pytest.raises(AgentFileError, match="frame size"):
         AgentPlayer(loaded, seed=0)(np.zeros((32, 32, 3), np.uint8))
+
+
+def test_the_dream_cuts_episodes_at_the_horizon_and_bootstraps_them(tiny_checkpoint):
+    from worldmodel.dream.agents import dream_vec_env
+    from worldmodel.model import WorldModel
+
+    venv = dream_vec_env(WorldModel.load(tiny_checkpoint), num_envs=2, seed=0, horizon=3)
+    venv.reset()
+    for step in range(1, 4):
+        _, _, dones, infos = venv.step(np.array([1, 2]))
+        assert dones.all() == (step == 3)  # the tiny model's end head never ends an episode itself
+    # cut short, not ended: SB3 adds the value of the last frame to the reward there
+    assert all(info["TimeLimit.truncated"] and "terminal_observation" in info for info in infos)
+    venv.close()

@@ -58,12 +58,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--envs", type=int, default=Recipe.num_envs, help="games stepped together per agent")
     parser.add_argument(
-        "--context", default="real",
+        "--context", default="agent",
         help="where the learned game's episodes start: real (the real game's start), agent (the dream "
         "agent's own real-game play, refreshed as it learns), or a recorded .h5 file",
     )  # fmt: skip
     parser.add_argument(
-        "--context-every", type=int, default=25_000, help="with --context agent: steps between refreshes"
+        "--horizon", type=int, default=16,
+        help="learned-game steps after which a training episode is cut short and its value bootstrapped "
+        "(0: none, only the model's end head ends an episode)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--context-every", type=int, default=10_000, help="with --context agent: steps between refreshes"
     )
     parser.add_argument(
         "--context-episodes", type=int, default=4, help="with --context agent: real episodes per refresh"
@@ -86,6 +91,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="which agents to train: dream,real (default); real alone checks the PPO recipe on the real game",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.horizon < 0:
+        parser.error("--horizon must be 0 (no cut) or positive")
     args.agents = tuple(kind.strip() for kind in args.agents.split(",") if kind.strip())
     if not args.agents or set(args.agents) - set(KINDS):
         parser.error(f"--agents takes a comma-separated subset of {', '.join(KINDS)}")
@@ -154,7 +161,7 @@ def train_agent(kind: str, args, recipe: Recipe, model, out: Path) -> tuple[PPO,
     callbacks = []
     if kind == "dream":
         context = ContextPool(model.settings) if args.context == "agent" else args.context
-        base = dream_vec_env(model, recipe.num_envs, args.seed, context)
+        base = dream_vec_env(model, recipe.num_envs, args.seed, context, args.horizon or None)
         if args.context == "agent":
             callbacks.append(
                 AgentContexts(context, recipe, args.context_every, args.context_episodes, args.seed)
@@ -224,6 +231,7 @@ def main(argv=None) -> int:
         "checkpoint": args.checkpoint or "checkpoints/pacman-64",
         "runtime": args.runtime,
         "context": args.context,
+        "horizon": args.horizon,
         "evaluation_seeds": [EVALUATION_SEED, EVALUATION_SEED + args.episodes - 1],
         "curves": curves,
         "in_dream": in_dream,

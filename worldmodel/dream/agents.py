@@ -46,11 +46,13 @@ def real_vec_env(num_envs: int, seed: int) -> VecEnv:
     return venv
 
 
-def dream_vec_env(model, num_envs: int, seed: int, context="real") -> VecEnv:
-    """``num_envs`` learned games in one batch, starting from ``context`` (see WorldModelEnv)."""
+def dream_vec_env(model, num_envs: int, seed: int, context="real", horizon: int | None = None) -> VecEnv:
+    """``num_envs`` learned games in one batch, starting from ``context`` (see WorldModelEnv), each
+    episode cut after ``horizon`` steps (None: only the model's end head ends it). A cut episode is
+    truncated, so PPO bootstraps its value there: imagination stays short, where the model is right."""
     from worldmodel.vector_env import WorldModelVectorEnv
 
-    venv = SB3VecEnv(WorldModelVectorEnv(num_envs, model, context=context))
+    venv = SB3VecEnv(WorldModelVectorEnv(num_envs, model, context=context, max_episode_steps=horizon))
     venv.seed(seed)
     return venv
 
