@@ -158,3 +158,12 @@ def test_the_dream_cuts_episodes_at_the_horizon_and_bootstraps_them(tiny_checkpo
     # cut short, not ended: SB3 adds the value of the last frame to the reward there
     assert all(info["TimeLimit.truncated"] and "terminal_observation" in info for info in infos)
     venv.close()
+
+
+def test_by_default_the_agent_dreams_in_the_fast_one_pass_model():
+    from pathlib import Path
+
+    args = dream_command.parse_args([])
+    assert Path(args.checkpoint).name == "pacman-64-one-step" and Path(args.checkpoint).is_dir()
+    assert args.runtime == "onnx" and args.context == "agent" and args.horizon == 16
+    assert dream_command.parse_args(["--device", "cuda"]).runtime == "torch"  # ONNX Runtime runs on the CPU

@@ -36,15 +36,21 @@ from worldmodel.dream.agents import (
     score_real,
     wrap,
 )
+from worldmodel.env import DEFAULT_CHECKPOINT
 from worldmodel.onnx_runtime import RUNTIMES, OnnxRuntimeError, on_onnx_runtime
 
 KINDS = ("dream", "real")
+# An agent needs hundreds of thousands of steps: the one-pass student steps about 4x faster than its
+# teacher (bench/results/one_step.md) and follows keys as well on every family but random keys.
+DREAM_CHECKPOINT = DEFAULT_CHECKPOINT.parent / "pacman-64-one-step"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m worldmodel.dream", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--checkpoint", default=None, help="world model (default: the shipped checkpoints/pacman-64)"
+        "--checkpoint",
+        default=str(DREAM_CHECKPOINT),
+        help="world model (default: the shipped one-pass checkpoints/pacman-64-one-step, the fastest)",
     )
     parser.add_argument("--steps", type=int, default=500_000, help="environment steps each agent trains for")
     parser.add_argument("--out", default="reports/dream", help="report directory (agents under OUT/agents)")
@@ -83,14 +89,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="torch device of the agents and the world model")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 stays fast on a busy CPU)")
     parser.add_argument(
-        "--runtime", choices=RUNTIMES, default="torch",
-        help="onnx: the world model's denoiser and decoder run in ONNX Runtime (CPU), faster at one pass",
+        "--runtime", choices=RUNTIMES, default=None,
+        help="onnx: the world model's denoiser and decoder run in ONNX Runtime, faster at one pass "
+        "(default on the CPU; torch on other devices)",
     )  # fmt: skip
     parser.add_argument(
         "--agents", default=",".join(KINDS),
         help="which agents to train: dream,real (default); real alone checks the PPO recipe on the real game",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.runtime is None:
+        args.runtime = "onnx" if args.device == "cpu" else "torch"
     if args.horizon < 0:
         parser.error("--horizon must be 0 (no cut) or positive")
     args.agents = tuple(kind.strip() for kind in args.agents.split(",") if kind.strip())
@@ -228,7 +237,7 @@ def main(argv=None) -> int:
     metrics = {
         "steps": args.steps,
         "recipe": recipe.__dict__,
-        "checkpoint": args.checkpoint or "checkpoints/pacman-64",
+        "checkpoint": args.checkpoint,
         "runtime": args.runtime,
         "context": args.context,
         "horizon": args.horizon,
