@@ -507,7 +507,12 @@ def test_ctrl_c_stops_training_and_keeps_the_last_save(recorded_file, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "train.py", "--config", TINY, "--data", str(recorded_file), "--out", str(out),
                "--stage", "vae", "train.vae.steps=100000", "train.vae.save_every=1"]  # fmt: skip
-    process = subprocess.Popen(command, cwd=REPOSITORY, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as a terminal sends it, even where this test runs in the background (a shell starts
+    # background jobs with SIGINT ignored, and Python then never raises KeyboardInterrupt)
+    default_ctrl_c = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    process = subprocess.Popen(
+        command, cwd=REPOSITORY, stderr=subprocess.PIPE, text=True, preexec_fn=default_ctrl_c
+    )
     deadline = time.monotonic() + 120
     while not (out / "state" / "vae" / "progress.json").is_file() and time.monotonic() < deadline:
         time.sleep(0.2)
