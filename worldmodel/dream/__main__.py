@@ -42,7 +42,8 @@ from worldmodel.onnx_runtime import RUNTIMES, OnnxRuntimeError, on_onnx_runtime
 KINDS = ("dream", "real")
 # An agent needs hundreds of thousands of steps: the one-pass student steps about 4x faster than its
 # teacher (bench/results/one_step.md) and follows keys as well on every family but random keys.
-DREAM_CHECKPOINT = DEFAULT_CHECKPOINT.parent / "pacman-64-one-step"
+DREAM_NAME = "checkpoints/pacman-64-one-step"
+DREAM_CHECKPOINT = DEFAULT_CHECKPOINT.parent.parent / DREAM_NAME
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -237,7 +238,8 @@ def main(argv=None) -> int:
     metrics = {
         "steps": args.steps,
         "recipe": recipe.__dict__,
-        "checkpoint": args.checkpoint,
+        # the shipped default by its name in the repository, not this machine's path
+        "checkpoint": DREAM_NAME if Path(args.checkpoint) == DREAM_CHECKPOINT else args.checkpoint,
         "runtime": args.runtime,
         "context": args.context,
         "horizon": args.horizon,
