@@ -229,10 +229,9 @@ def main(argv=None) -> int:
         else:
             scores[kind] = score_real(policy_actor(agents[kind]), recipe, args.episodes)
     in_dream = {}
-    if model is not None:  # each trained agent in the learned game: what the model pays it
+    if model is not None:  # each trained agent in the learned game from the real start: what it is paid
         for kind in args.agents:
-            context = args.context if args.context != "agent" else "real"
-            score = score_dream(agents[kind], model, recipe, args.dream_episodes, context, args.dream_limit)
+            score = score_dream(agents[kind], model, recipe, args.dream_episodes, "real", args.dream_limit)
             in_dream[kind] = {**score.summary(), "limit": args.dream_limit}
     command = "python -m worldmodel.dream " + shlex.join(argv if argv is not None else sys.argv[1:])
     metrics = {
