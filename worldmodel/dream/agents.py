@@ -17,6 +17,7 @@ from stable_baselines3.common.preprocessing import is_image_space_channels_first
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecFrameStack, VecNormalize
 
 from envs.maze import START_PELLETS, START_POWER_PELLETS
+from envs.pacman import PELLET_REWARD, POWER_PELLET_REWARD
 from worldmodel.dream import AgentFileError
 from worldmodel.sb3 import SB3VecEnv
 
@@ -143,7 +144,7 @@ def score_dream(agent: PPO, model, recipe: Recipe, episodes: int, context="real"
     """The agent in the learned game itself, from evaluation seeds: what it believes it earns, to set
     beside its real-game score. Each of the ``recipe.num_envs`` copies plays the same number of
     episodes (the first ones to end would favour short episodes); episodes stop at ``limit`` steps.
-    Pellets: steps paying a pellet's 1 or a power pellet's 5."""
+    Pellets: steps paying what the real game pays for a pellet or a power pellet."""
     from worldmodel.vector_env import WorldModelVectorEnv
 
     games = WorldModelVectorEnv(recipe.num_envs, model, context=context, max_episode_steps=limit)
@@ -156,7 +157,9 @@ def score_dream(agent: PPO, model, recipe: Recipe, episodes: int, context="real"
     while min(len(done) for done in finished) < quota:
         actions, _ = agent.predict(observation, deterministic=False)
         observation, rewards, dones, _ = venv.step(actions)
-        running += np.stack([rewards, np.isin(rewards, (1.0, 5.0)), np.ones_like(rewards)], axis=1)
+        running += np.stack(
+            [rewards, np.isin(rewards, (PELLET_REWARD, POWER_PELLET_REWARD)), np.ones_like(rewards)], axis=1
+        )
         for copy in np.flatnonzero(dones):
             finished[copy].append(running[copy].copy())
             running[copy] = 0

@@ -110,7 +110,7 @@ def evaluate(
     if check_runtime(runtime) == "onnx":
         model = on_onnx_runtime(model, torch.get_num_threads())
     settings = model.settings
-    player = None if agent is None else load_agent_player(agent, settings, device)
+    player = None if agent is None else load_family_agent(agent, settings, device)
     held_out = load_held_out(model, data, plan.episodes)
     if episodes is not None and len(held_out) < episodes:
         raise EvaluationError(
@@ -179,7 +179,7 @@ def evaluate(
     return metrics
 
 
-def load_agent_player(directory: str | Path, settings, device: str):
+def load_family_agent(directory: str | Path, settings, device: str):
     """The trained agent of the "agent" family, refused early when it reads frames of another size."""
     from worldmodel.dream.agents import frame_shape, trained_agent  # Stable-Baselines3 only here
 
