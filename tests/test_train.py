@@ -406,6 +406,33 @@ def test_a_resumed_run_trains_the_same_weights_as_an_uninterrupted_one(recorded_
     assert (tmp_path / "resumed" / "state" / "dit" / "ema.safetensors").is_file()
 
 
+def test_training_on_its_own_rollouts_resumes_to_the_same_weights(recorded_file, tmp_path, capsys):
+    rollouts = ["flow.rollout_fraction=0.5", "flow.rollout_steps=2", "train.dit.eval_every=100"]
+
+    def run(name, *steps, settings=rollouts):
+        base = [
+            "--config",
+            TINY,
+            "--data",
+            str(recorded_file),
+            "--out",
+            str(tmp_path / name),
+            "--stage",
+            "dit",
+        ]
+        for count in steps:
+            assert train.main([*base, *settings, f"train.dit.steps={count}"]) == 0
+        return load(tmp_path / name / "checkpoint").denoiser.state_dict()
+
+    straight, resumed = run("straight", 4), run("resumed", 2, 4)
+    assert all(torch.equal(straight[name], resumed[name]) for name in straight)
+    plain = run("plain", 4, settings=rollouts[2:])  # the same data and seeds with no rollouts: other weights
+    assert any(not torch.equal(straight[name], plain[name]) for name in straight)
+    base = ["--config", TINY, "--data", str(recorded_file), "--out", str(tmp_path / "bad"), "--stage", "dit"]
+    assert train.main([*base, "flow.rollout_steps=3"]) != 0  # more than the tiny config's 2 history frames
+    assert "flow.rollout_steps in 1..2" in capsys.readouterr().err
+
+
 def test_a_state_saved_by_the_earlier_train_py_still_resumes(recorded_file, trained_run, tmp_path):
     # Before the EMA had its own file, accelerate pickled it as custom_checkpoint_0.pkl.
     runs = {}

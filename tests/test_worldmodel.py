@@ -15,8 +15,15 @@ from worldmodel.checkpoint import CheckpointError, load
 from worldmodel.checkpoint_files import write_checksums
 from worldmodel.config import ConfigError, SamplerConfig, config_from_dict, load_config
 from worldmodel.denoiser import Denoiser, held_keys, with_more_inputs
-from worldmodel.flow import changed_cell_weights, flow_matching_loss
-from worldmodel.heads import RewardEndHeads, best_end_threshold, end_weight, heads_loss, reward_values_of
+from worldmodel.flow import changed_cell_weights, flow_matching_loss, own_rollout_history
+from worldmodel.heads import (
+    RewardEndHeads,
+    best_end_threshold,
+    draw_weights,
+    end_weight,
+    heads_loss,
+    reward_values_of,
+)
 from worldmodel.model import WorldModel
 from worldmodel.sampler import SAMPLERS, Sampler, make_sampler
 
@@ -310,6 +317,32 @@ def test_loss_weighs_the_cells_that_change_between_frames():
     weights = changed_cell_weights(target, last, config.flow)
     assert weights[0, 5, 6] == 8.0
     assert weights.sum() == 2 * 16 * 16 - 1 + 8  # every other cell, the jitter included, keeps weight 1
+
+
+def test_heads_training_draws_rare_rewards_more_often_than_their_share():
+    # 900 steps paying nothing, 99 pellets, 1 ghost eaten: the ghost would be drawn once in 1,000.
+    rewards = torch.tensor([0.0] * 900 + [1.0] * 99 + [20.0])
+    weights = draw_weights(rewards)
+    assert weights.sum() == pytest.approx(1.0)
+    assert weights[-1] / weights[0] == pytest.approx((900 / 1) ** 0.5)  # 30x as likely as an empty step
+    drawn = np.random.default_rng(0).choice(1000, size=10_000, p=weights)
+    assert 150 < (drawn == 999).sum() < 350  # about 1 draw in 40 instead of 1 in 1,000
+    assert (drawn < 900).mean() > 0.5  # the common steps still make most of each batch
+
+
+def test_rollout_history_holds_the_models_own_frames_each_made_from_the_ones_before():
+    class LastPlusAction(Sampler):  # a "model" whose next frame is its last history frame + the key
+        def sample(self, denoiser, history_latents, actions, generator=None):
+            return history_latents[:, -1] + actions[:, -1, None, None, None]
+
+    recorded = torch.arange(6.0).view(1, 6, 1, 1, 1).expand(1, 6, 1, 2, 2)  # frames 0 .. 5
+    keys = torch.tensor([[0, 2], [0, 3], [0, 4]])  # the key of each step: 2 makes frame 3, 3 frame 4 ...
+    # The last 3 history frames (3, 4, 5) played by the model from the real frames 0 .. 2.
+    earlier = [(recorded[:, j : j + 3], keys[j : j + 1]) for j in range(3)]
+    history = own_rollout_history(LastPlusAction(), None, earlier, recorded[:, 2:6])
+    # frame 2 stays recorded; then 2 + 2 = 4, 4 + 3 = 7 (read from the made frame), 7 + 4 = 11
+    assert history[0, :, 0, 0, 0].tolist() == [2.0, 4.0, 7.0, 11.0]
+    assert recorded[0, :, 0, 0, 0].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]  # the recording untouched
 
 
 def test_tiny_denoiser_overfits_a_fixed_batch():

@@ -16,8 +16,16 @@ import recorder
 from worldmodel.config import ConfigError
 from worldmodel.data import LatentCache, build_latent_cache
 from worldmodel.distill import distillation_loss, one_pass
-from worldmodel.flow import flow_matching_loss
-from worldmodel.heads import RewardEndHeads, best_end_threshold, end_weight, heads_loss, reward_values_of
+from worldmodel.flow import flow_matching_loss, own_rollout_history
+from worldmodel.heads import (
+    RewardEndHeads,
+    best_end_threshold,
+    draw_weights,
+    end_weight,
+    heads_loss,
+    reward_values_of,
+)
+from worldmodel.sampler import make_sampler
 from worldmodel.samples import decoder_samples, dit_samples, heads_metrics, vae_samples
 from worldmodel.training.loop import StageLoop, random_rows
 from worldmodel.vae import frames_to_tensor, measure_scaling_factor, reconstruction_loss
@@ -98,19 +106,55 @@ def train_dit(run: TrainingRun, stage) -> tuple[int, float]:
     model, config, device = run.model, run.config, run.accelerator.device
     cache = latent_cache(run)
     rows = cache.window_starts(run.train_ids, config.history_length)
+    rollout_rows = rollout_rows_of(rows, config)
+    sampler = make_sampler(config.sampler)
 
     def dit_loss(denoiser, draw):
         windows = random_rows(rows, stage.batch_size, draw)
         history, target, actions = cache.history_batch(windows, config.history_length, config.actions_seen)
+        if len(rollout_rows):
+            # The first rows of the batch play their last history frames themselves (FlowConfig).
+            count = round(config.flow.rollout_fraction * len(windows))
+            windows[:count] = random_rows(rollout_rows, count, [draw, 1])
+            history, target, actions = cache.history_batch(
+                windows, config.history_length, config.actions_seen
+            )
+            history[:count] = own_rollout_history(
+                sampler, denoiser, rollout_windows(windows[:count]), history[:count].to(device)
+            ).cpu()
         loss = flow_matching_loss(
             denoiser, target.to(device), history.to(device), actions.to(device), config.flow
         )
         return loss, windows
 
+    def rollout_windows(ends: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The recorded (history, action window) of each step the rollouts ending at ``ends`` play."""
+        steps, windows = config.flow.rollout_steps, []
+        for j in range(steps):
+            history, _, actions = cache.history_batch(
+                ends - [0, steps - j], config.history_length, config.actions_seen
+            )
+            windows.append((history.to(device), actions.to(device)))
+        return windows
+
     evaluate = dit_samples(model, cache, run.data_path, run.held_out_ids, run.run_dir)
     loop = StageLoop("dit", model.denoiser, stage, run.run_dir, run.accelerator)
     model.denoiser, steps, seconds = loop.run(dit_loss, evaluate, config.train.seed)
     return steps, seconds
+
+
+def rollout_rows_of(rows: np.ndarray, config) -> np.ndarray:
+    """The windows that can have their last ``flow.rollout_steps`` history frames generated: those
+    with that many recorded frames before them in the episode; none when rollouts are off."""
+    flow = config.flow
+    if not 0.0 <= flow.rollout_fraction <= 1.0 or not 1 <= flow.rollout_steps <= config.history_length:
+        raise ConfigError(
+            f"flow.rollout_fraction must be in [0, 1] and flow.rollout_steps in 1..{config.history_length} "
+            f"(the history length), got {flow.rollout_fraction} and {flow.rollout_steps}"
+        )
+    if flow.rollout_fraction == 0:
+        return rows[:0]
+    return rows[rows[:, 1] >= flow.rollout_steps]
 
 
 def train_heads(run: TrainingRun, stage) -> tuple[int, float]:
@@ -122,10 +166,11 @@ def train_heads(run: TrainingRun, stage) -> tuple[int, float]:
     if model.heads.config.reward_values != values:
         heads = model.heads.config
         model.heads = RewardEndHeads(heads.latent_channels, heads.num_actions, heads.hidden_channels, values)
-    weight = end_weight(cache.transition_batch(rows)[4])
+    _, _, _, rewards, terminated = cache.transition_batch(rows)
+    weight, draw_weight = end_weight(terminated), draw_weights(rewards)
 
     def head_loss(heads, draw):
-        windows = random_rows(rows, stage.batch_size, draw)
+        windows = random_rows(rows, stage.batch_size, draw, draw_weight)
         batch = cache.transition_batch(windows)
         return heads_loss(heads, *(part.to(device) for part in batch), end_weight=weight), windows
 
