@@ -16,14 +16,7 @@ from worldmodel.checkpoint_files import write_checksums
 from worldmodel.config import ConfigError, SamplerConfig, config_from_dict, load_config
 from worldmodel.denoiser import Denoiser, held_keys, with_more_inputs
 from worldmodel.flow import changed_cell_weights, flow_matching_loss, own_rollout_history
-from worldmodel.heads import (
-    RewardEndHeads,
-    best_end_threshold,
-    draw_weights,
-    end_weight,
-    heads_loss,
-    reward_values_of,
-)
+from worldmodel.heads import RewardEndHeads, best_end_threshold, end_weight, heads_loss, reward_values_of
 from worldmodel.model import WorldModel
 from worldmodel.sampler import SAMPLERS, Sampler, make_sampler
 
@@ -317,17 +310,6 @@ def test_loss_weighs_the_cells_that_change_between_frames():
     weights = changed_cell_weights(target, last, config.flow)
     assert weights[0, 5, 6] == 8.0
     assert weights.sum() == 2 * 16 * 16 - 1 + 8  # every other cell, the jitter included, keeps weight 1
-
-
-def test_heads_training_draws_rare_rewards_more_often_than_their_share():
-    # 900 steps paying nothing, 99 pellets, 1 ghost eaten: the ghost would be drawn once in 1,000.
-    rewards = torch.tensor([0.0] * 900 + [1.0] * 99 + [20.0])
-    weights = draw_weights(rewards)
-    assert weights.sum() == pytest.approx(1.0)
-    assert weights[-1] / weights[0] == pytest.approx((900 / 1) ** 0.5)  # 30x as likely as an empty step
-    drawn = np.random.default_rng(0).choice(1000, size=10_000, p=weights)
-    assert 150 < (drawn == 999).sum() < 350  # about 1 draw in 40 instead of 1 in 1,000
-    assert (drawn < 900).mean() > 0.5  # the common steps still make most of each batch
 
 
 def test_rollout_history_holds_the_models_own_frames_each_made_from_the_ones_before():

@@ -6,7 +6,6 @@ learned game pays exactly what the real one does; heads saved before that regres
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import ModelMixin
@@ -77,16 +76,6 @@ def end_weight(terminated: torch.Tensor) -> float:
     if ends == 0:
         return 1.0  # nothing to weigh up
     return max(1.0, ((len(terminated) - ends) / ends) ** 0.5)
-
-
-def draw_weights(rewards: torch.Tensor) -> np.ndarray:
-    """(N,) how often to draw each transition for training the heads: in proportion to one over the
-    square root of how common its reward is. Eating a frightened ghost is rarer than dying (about 2
-    against 11 per 1,000 steps) and looks like it, a ghost gone from Pacman's tile; drawn uniformly,
-    the end head called half of them deaths."""
-    _, classes, counts = np.unique(rewards.numpy(), return_inverse=True, return_counts=True)
-    weights = counts[classes].astype(np.float64) ** -0.5
-    return weights / weights.sum()
 
 
 def best_end_threshold(end_probability: torch.Tensor, terminated: torch.Tensor) -> float:

@@ -41,15 +41,10 @@ def learning_rate_schedule(optimizer: torch.optim.Optimizer, stage) -> torch.opt
     )
 
 
-def random_rows(
-    rows: np.ndarray, batch_size: int, batch_seed: int | list[int], weights: np.ndarray | None = None
-) -> np.ndarray:
-    """A random batch of rows, a pure function of the seed so a resumed run draws the same data;
-    uniform, or in proportion to ``weights`` (summing to 1)."""
+def random_rows(rows: np.ndarray, batch_size: int, batch_seed: int | list[int]) -> np.ndarray:
+    """A random batch of rows, a pure function of the seed so a resumed run draws the same data."""
     rng = np.random.default_rng(batch_seed)
-    if weights is None:
-        return rows[rng.integers(0, len(rows), size=batch_size)]
-    return rows[rng.choice(len(rows), size=batch_size, p=weights)]
+    return rows[rng.integers(0, len(rows), size=batch_size)]
 
 
 def batch_seed(seed: int, step: int, accelerator) -> int:

@@ -17,14 +17,7 @@ from worldmodel.config import ConfigError
 from worldmodel.data import LatentCache, build_latent_cache
 from worldmodel.distill import distillation_loss, one_pass
 from worldmodel.flow import flow_matching_loss, own_rollout_history
-from worldmodel.heads import (
-    RewardEndHeads,
-    best_end_threshold,
-    draw_weights,
-    end_weight,
-    heads_loss,
-    reward_values_of,
-)
+from worldmodel.heads import RewardEndHeads, best_end_threshold, end_weight, heads_loss, reward_values_of
 from worldmodel.sampler import make_sampler
 from worldmodel.samples import decoder_samples, dit_samples, heads_metrics, vae_samples
 from worldmodel.training.loop import StageLoop, random_rows
@@ -166,11 +159,10 @@ def train_heads(run: TrainingRun, stage) -> tuple[int, float]:
     if model.heads.config.reward_values != values:
         heads = model.heads.config
         model.heads = RewardEndHeads(heads.latent_channels, heads.num_actions, heads.hidden_channels, values)
-    _, _, _, rewards, terminated = cache.transition_batch(rows)
-    weight, draw_weight = end_weight(terminated), draw_weights(rewards)
+    weight = end_weight(cache.transition_batch(rows)[4])
 
     def head_loss(heads, draw):
-        windows = random_rows(rows, stage.batch_size, draw, draw_weight)
+        windows = random_rows(rows, stage.batch_size, draw)
         batch = cache.transition_batch(windows)
         return heads_loss(heads, *(part.to(device) for part in batch), end_weight=weight), windows
 
