@@ -51,6 +51,8 @@ def test_the_command_trains_scores_and_reports(tiny_checkpoint, tmp_path):
         progress = json.loads((out / "agents" / "dream" / "progress.json").read_text())
         assert progress["num_timesteps"] >= 128
         assert list((out / "agents" / "real" / "logs").rglob("events.out.tfevents*"))
+        # The real-game agent trained in a second process beside the dream agent, with its own log.
+        assert "PPO in the real game" in (out / "agents" / "real" / "train.log").read_text()
     finally:
         torch.set_num_threads(threads)
 

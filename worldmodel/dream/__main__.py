@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -98,6 +99,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--agents", default=",".join(KINDS),
         help="which agents to train: dream,real (default); real alone checks the PPO recipe on the real game",
     )  # fmt: skip
+    parser.add_argument(
+        "--one-process", action="store_true",
+        help="train the agents one after the other; by default the real-game agent trains in a second "
+        "process beside the dream agent (each on one core: the command takes about as long as the dream agent)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--train-only", action="store_true", help="train and save the agents, no scoring or report"
+    )
     args = parser.parse_args(argv)
     if args.runtime is None:
         args.runtime = "onnx" if args.device == "cpu" else "torch"
@@ -200,6 +209,22 @@ def train_agent(kind: str, args, recipe: Recipe, model, out: Path) -> tuple[PPO,
     return agent, curve
 
 
+def real_agent_process(args) -> tuple[subprocess.Popen, Path]:
+    """Starts the real-game agent's training in a second process (its progress goes to a log file)."""
+    log = Path(args.out) / "agents" / "real" / "train.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "worldmodel.dream", "--agents", "real", "--train-only", "--out", args.out,
+        "--steps", str(args.steps), "--seed", str(args.seed), "--envs", str(args.envs),
+        "--curve-every", str(args.curve_every), "--curve-episodes", str(args.curve_episodes),
+        "--device", args.device, "--threads", str(args.threads),
+    ]  # fmt: skip
+    with log.open("w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    print(f"the real-game agent trains in a second process (pid {process.pid}); progress in {log}")
+    return process, log
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -217,8 +242,20 @@ def main(argv=None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
     agents, curves = {}, {}
-    for kind in args.agents:
-        agents[kind], curves[kind] = train_agent(kind, args, recipe, model, out)
+    second = real_agent_process(args) if set(args.agents) == set(KINDS) and not args.one_process else None
+    try:
+        for kind in sorted(args.agents):  # the dream first, while the real agent trains beside it
+            if kind == "real" and second is not None:
+                process, log = second
+                if process.wait() != 0:
+                    print(f"error: the real-game agent's process failed; see {log}", file=sys.stderr)
+                    return 1
+            agents[kind], curves[kind] = train_agent(kind, args, recipe, model, out)  # loads a finished one
+    finally:
+        if second is not None and second[0].poll() is None:
+            second[0].terminate()  # interrupted: its last save stays, and the next run resumes it
+    if args.train_only:
+        return 0
     scores = {"random": score_real(None, recipe, args.episodes)}
     gif_frames = None
     for kind in args.agents:
