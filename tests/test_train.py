@@ -385,49 +385,29 @@ def test_a_cooldown_lowers_the_learning_rate_to_zero_at_the_last_step_even_after
 
 
 # ---- resuming bit for bit, and files that would run code ------------------------------------------------
-def test_a_resumed_run_trains_the_same_weights_as_an_uninterrupted_one(recorded_file, tmp_path):
-    def run(name, *steps):
-        base = [
-            "--config",
-            TINY,
-            "--data",
-            str(recorded_file),
-            "--out",
-            str(tmp_path / name),
-            "--stage",
-            "dit",
-        ]
-        for count in steps:
-            assert train.main([*base, f"train.dit.steps={count}", "train.dit.eval_every=100"]) == 0
-        return load(tmp_path / name / "checkpoint").denoiser.state_dict()
+ROLLOUTS = ("flow.rollout_fraction=0.5", "flow.rollout_steps=2")  # half of each batch plays 2 frames itself
 
-    straight, resumed = run("straight", 4), run("resumed", 2, 4)  # the second run resumes at step 2
+
+def trained_dit(recorded_file, out: Path, *steps: int, settings=()) -> dict:
+    """The denoiser after ``train.py --stage dit`` ran to each of ``steps`` in turn, resuming in between."""
+    base = ["--config", TINY, "--data", str(recorded_file), "--out", str(out), "--stage", "dit", *settings]
+    for count in steps:
+        assert train.main([*base, f"train.dit.steps={count}", "train.dit.eval_every=100"]) == 0
+    return load(out / "checkpoint").denoiser.state_dict()
+
+
+@pytest.mark.parametrize("settings", [(), ROLLOUTS], ids=["recorded history", "own rollouts"])
+def test_a_resumed_run_trains_the_same_weights_as_an_uninterrupted_one(recorded_file, tmp_path, settings):
+    straight = trained_dit(recorded_file, tmp_path / "straight", 4, settings=settings)
+    resumed = trained_dit(recorded_file, tmp_path / "resumed", 2, 4, settings=settings)  # resumes at step 2
     assert all(torch.equal(straight[name], resumed[name]) for name in straight)
     assert (tmp_path / "resumed" / "state" / "dit" / "ema.safetensors").is_file()
 
 
-def test_training_on_its_own_rollouts_resumes_to_the_same_weights(recorded_file, tmp_path, capsys):
-    rollouts = ["flow.rollout_fraction=0.5", "flow.rollout_steps=2", "train.dit.eval_every=100"]
-
-    def run(name, *steps, settings=rollouts):
-        base = [
-            "--config",
-            TINY,
-            "--data",
-            str(recorded_file),
-            "--out",
-            str(tmp_path / name),
-            "--stage",
-            "dit",
-        ]
-        for count in steps:
-            assert train.main([*base, *settings, f"train.dit.steps={count}"]) == 0
-        return load(tmp_path / name / "checkpoint").denoiser.state_dict()
-
-    straight, resumed = run("straight", 4), run("resumed", 2, 4)
-    assert all(torch.equal(straight[name], resumed[name]) for name in straight)
-    plain = run("plain", 4, settings=rollouts[2:])  # the same data and seeds with no rollouts: other weights
-    assert any(not torch.equal(straight[name], plain[name]) for name in straight)
+def test_training_on_its_own_rollouts_learns_from_other_histories(recorded_file, tmp_path, capsys):
+    rolled = trained_dit(recorded_file, tmp_path / "rolled", 4, settings=ROLLOUTS)
+    plain = trained_dit(recorded_file, tmp_path / "plain", 4)  # the same data and seeds, recorded history
+    assert any(not torch.equal(rolled[name], plain[name]) for name in rolled)
     base = ["--config", TINY, "--data", str(recorded_file), "--out", str(tmp_path / "bad"), "--stage", "dit"]
     assert train.main([*base, "flow.rollout_steps=3"]) != 0  # more than the tiny config's 2 history frames
     assert "flow.rollout_steps in 1..2" in capsys.readouterr().err
