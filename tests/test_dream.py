@@ -2,6 +2,7 @@
 saved in a form that loads (and resumes), the real game scored on unseen seeds."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,8 +164,6 @@ def test_the_dream_cuts_episodes_at_the_horizon_and_bootstraps_them(tiny_checkpo
 
 
 def test_by_default_the_agent_dreams_in_the_fast_one_pass_model():
-    from pathlib import Path
-
     args = dream_command.parse_args([])
     assert Path(args.checkpoint).name == "pacman-64-one-step" and Path(args.checkpoint).is_dir()
     assert args.runtime == "onnx" and args.context == "agent" and args.horizon == 16

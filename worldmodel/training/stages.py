@@ -104,21 +104,18 @@ def train_dit(run: TrainingRun, stage) -> tuple[int, float]:
 
     def dit_loss(denoiser, draw):
         windows = random_rows(rows, stage.batch_size, draw)
-        history, target, actions = cache.history_batch(windows, config.history_length, config.actions_seen)
-        if len(rollout_rows):
-            # The first rows of the batch play their last history frames themselves (FlowConfig).
-            count = round(config.flow.rollout_fraction * len(windows))
+        count = round(config.flow.rollout_fraction * len(windows)) if len(rollout_rows) else 0
+        if count:  # the first rows of the batch play their last history frames themselves (FlowConfig)
             windows[:count] = random_rows(rollout_rows, count, [draw, 1])
-            history, target, actions = cache.history_batch(
-                windows, config.history_length, config.actions_seen
-            )
-            history[:count] = own_rollout_history(
-                sampler, denoiser, rollout_windows(windows[:count]), history[:count].to(device)
-            ).cpu()
-        loss = flow_matching_loss(
-            denoiser, target.to(device), history.to(device), actions.to(device), config.flow
+        history, target, actions = (
+            part.to(device)
+            for part in cache.history_batch(windows, config.history_length, config.actions_seen)
         )
-        return loss, windows
+        if count:
+            history[:count] = own_rollout_history(
+                sampler, denoiser, rollout_windows(windows[:count]), history[:count]
+            )
+        return flow_matching_loss(denoiser, target, history, actions, config.flow), windows
 
     def rollout_windows(ends: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The recorded (history, action window) of each step the rollouts ending at ``ends`` play."""
