@@ -146,6 +146,17 @@ def test_a_new_run_starts_from_a_checkpoint_and_may_add_action_planes(
     assert history["initialised_from"]["checkpoint"] == str(trained_run / "checkpoint")
 
 
+def test_a_run_from_a_checkpoint_with_other_sampler_defaults_says_which_it_records(
+    recorded_file, trained_run, tmp_path, capsys
+):
+    out = tmp_path / "heads"
+    command = ["--config", TINY, "--data", str(recorded_file), "--out", str(out), "--stage", "heads",
+               "--init-from", str(trained_run / "checkpoint"), "sampler.sampling_steps=3"]  # fmt: skip
+    assert train.main(command) == 0
+    assert "plays with sampler" in capsys.readouterr().out  # the source's 1 step becomes 3
+    assert load(out / "checkpoint").settings.config.sampler.sampling_steps == 3
+
+
 def test_a_unet_backbone_trains_and_plays_as_world_model_v0(recorded_file, tmp_path):
     run_dir = tmp_path / "unet"
     assert train.main(["--config", TINY_UNET, "--data", str(recorded_file), "--out", str(run_dir)]) == 0

@@ -86,6 +86,13 @@ class TrainingRun:
             model = WorldModel.load(self.checkpoint_dir)
         elif init_from:
             model = initial_model(init_from, config, self.action_meanings)
+            source = model.settings.config.sampler
+            if source != config.sampler and accelerator.is_main_process:
+                # e.g. heads trained on a one-pass student: its play-time sampler is not the preset's
+                print(
+                    f"note: {init_from} plays with sampler {source}; this run's checkpoint records the "
+                    f"config's {config.sampler} instead (override sampler.* to keep the source's)"
+                )
         else:
             model = WorldModel.from_config(config, self.action_meanings)
         # The run's config, sampler defaults included, is what the checkpoint records.
