@@ -1,7 +1,7 @@
 """The one-step sampler against today's, in one run on one machine: frames/s of WorldModelEnv.step
 (one thread, alone and beside a CPU-bound process) and of WorldModelVectorEnv at batch 64 (one and
-two threads, and one thread beside the CPU-bound process), for the checkpoint's sampler, its network
-run as one pass, distilled checkpoints, and student architectures (timed untrained: a network's
+two threads, one thread beside the CPU-bound process, two threads handing agents latents), for the
+checkpoint's sampler, its network run as one pass, distilled checkpoints, and student architectures (timed untrained: a network's
 speed does not depend on its weights), each in torch and, with --runtimes, in ONNX Runtime. Writes
 bench/results/one_step.md and a bar chart; on a GPU also the batched env at batch 256, 1,024, 4,096."""
 
@@ -102,6 +102,10 @@ def measure(variant: Variant, args) -> dict[str, float]:
         fps["batch 64, 1 thread, busy CPU"] = vector_env_fps(
             model, 64, args.batch_steps, 0, sampler, 3, runtime
         )
+    torch.set_num_threads(2)  # an RL learner reading latents: no decoder pass at all
+    fps["batch 64 latents, 2 threads"] = vector_env_fps(
+        model, 64, args.batch_steps, 0, sampler, 3, runtime, observation="latents"
+    )
     if torch.cuda.is_available() and runtime == "torch":
         model.to("cuda")
         for batch in GPU_BATCHES:
@@ -152,7 +156,8 @@ def write_report(args, rows, load_before: float, load_after: float) -> None:
         "",
         f"Frames per second: median of {args.steps} `WorldModelEnv.step` calls (random keys), and of "
         f"{args.batch_steps} `WorldModelVectorEnv.step` calls at batch 64 (64 frames each). Each step samples "
-        'the next latent, decodes the frame and predicts reward and end. "busy CPU": a `while True: pass` '
+        'the next latent, decodes the frame and predicts reward and end ("latents": the env hands agents '
+        'latents, `observation="latents"`, and decodes nothing). "busy CPU": a `while True: pass` '
         "process ran beside it.",
         "",
         *table,

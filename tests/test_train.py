@@ -473,6 +473,27 @@ def test_a_crafted_latent_cache_is_refused_unrun_and_rebuilt(recorded_file, tmp_
         assert np.array_equal(np.asarray(value), np.asarray(getattr(reused, name))), name
 
 
+def test_the_latent_cache_is_kept_for_a_new_decoder_and_rebuilt_for_a_new_encoder(recorded_file, tmp_path):
+    cache_path = tmp_path / "latents.safetensors"
+    vae = WorldModel.from_config(load_config(TINY), list(envs.ACTION_MEANINGS)).vae.eval()
+    first = build_latent_cache(vae, recorded_file, cache_path, show_progress=False)
+    written = cache_path.stat().st_mtime_ns
+
+    with torch.no_grad():  # a student's slimmer decoder: the latents do not change
+        next(vae.decoder.parameters()).add_(1.0)
+    build_latent_cache(vae, recorded_file, cache_path, show_progress=False)
+    assert cache_path.stat().st_mtime_ns == written
+
+    vae.register_to_config(scaling_factor=2 * vae.config.scaling_factor)
+    doubled = build_latent_cache(vae, recorded_file, cache_path, show_progress=False)
+    assert torch.allclose(doubled.latents, 2 * first.latents, atol=1e-5)
+
+    with torch.no_grad():
+        next(vae.encoder.parameters()).add_(1.0)
+    changed = build_latent_cache(vae, recorded_file, cache_path, show_progress=False)
+    assert not torch.allclose(changed.latents, doubled.latents)
+
+
 @pytest.mark.parametrize(
     "planted", ["optimizer.bin", "random_states_0.pkl", "custom_checkpoint_0.pkl", "ema.safetensors"]
 )

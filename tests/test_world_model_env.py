@@ -385,3 +385,48 @@ def test_onnx_runtime_that_disagrees_with_torch_is_refused(model, monkeypatch):
     monkeypatch.setattr(OnnxPass, "forward", lambda self, *inputs: torch.zeros_like(inputs[0]) + 1.0)
     with pytest.raises(OnnxRuntimeError, match="differs from torch.*runtime='torch'"):
         WorldModelEnv(model, runtime="onnx")
+
+
+def test_latent_observations_are_the_latents_the_frames_are_drawn_from(model):
+    actions = np.random.default_rng(1).integers(5, size=6)
+    frames, rewards, flags = play(WorldModelEnv(model, max_episode_steps=4), actions, seed=3)
+    reader = WorldModelEnv(model, max_episode_steps=4, observation="latents", render_mode="rgb_array")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # Latents have no bounds; gymnasium's checker only warns that an infinite one is unusual.
+        warnings.filterwarnings("ignore", message=".*Box observation space (min|max)imum value is")
+        made = gymnasium.make(
+            "WorldModel-v0", checkpoint=model, observation="latents", render_mode="rgb_array"
+        )
+        check_env(made.unwrapped, skip_render_check=False)
+    latents, latent_rewards, latent_flags = play(reader, actions, seed=3)
+    assert latents.dtype == np.float32 and latents.shape[1:] == reader.observation_space.shape
+    assert (latent_rewards, latent_flags) == (rewards, flags)  # the same game, whatever is observed
+    drawn = model.decode(torch.from_numpy(latents[1:])).numpy()  # step 0 is the real start frame
+    assert np.abs(drawn.astype(int) - frames[1:].astype(int)).max() <= 2
+    assert np.abs(reader.render().astype(int) - drawn[-1].astype(int)).max() <= 2  # decoded when asked
+
+
+def test_the_batched_env_hands_latents_and_renders_their_frames(model):
+    actions = np.random.default_rng(2).integers(5, size=(5, 3))
+    frames_env = WorldModelVectorEnv(3, model, max_episode_steps=3)
+    latent_env = WorldModelVectorEnv(
+        3, model, max_episode_steps=3, observation="latents", render_mode="rgb_array"
+    )
+    s = model.settings
+    assert latent_env.observation_space.shape == (3, s.latent_channels, s.latent_size, s.latent_size)
+    frames_env.reset(seed=5)
+    latents, _ = latent_env.reset(seed=5)
+    assert latent_env.observation_space.contains(latents)
+    for step_actions in actions:  # through an autoreset too
+        frames, rewards, terminated, truncated, _ = frames_env.step(step_actions)
+        latents, latent_rewards, *flags = latent_env.step(step_actions)
+        np.testing.assert_allclose(latent_rewards, rewards, atol=1e-4)
+        assert np.array_equal(flags[0], terminated) and np.array_equal(flags[1], truncated)
+        rendered = np.stack(latent_env.render())
+        assert np.abs(rendered.astype(int) - frames.astype(int)).max() <= 2
+
+
+def test_an_unknown_observation_is_refused_with_the_choices(model):
+    with pytest.raises(ValueError, match="observation must be one of.*frames.*latents"):
+        WorldModelEnv(model, observation="pixels")

@@ -91,12 +91,20 @@ def module_fingerprint(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def latent_cache_key(vae, data_path: Path) -> dict:
+    """What the cached latents depend on: the recording, the encoder and the latent scaling factor.
+    The decoder is left out, so a student with a slimmer decoder reads its teacher's cache."""
+    encoder = f"{module_fingerprint(vae.encoder)}*{float(vae.config.scaling_factor)!r}"
+    return {"version": CACHE_VERSION, "data": file_fingerprint(data_path), "encoder": encoder}
+
+
 def build_latent_cache(
     vae, data_path: str | Path, cache_path: str | Path, show_progress: bool = True
 ) -> LatentCache:
-    """Encodes every frame of ``data_path`` once; reuses ``cache_path`` if it was made from the same file and VAE."""
+    """Encodes every frame of ``data_path`` once; reuses ``cache_path`` if it was made from the same
+    file, encoder and scaling factor."""
     data_path, cache_path = Path(data_path), Path(cache_path)
-    key = {"version": CACHE_VERSION, "data": file_fingerprint(data_path), "vae": module_fingerprint(vae)}
+    key = latent_cache_key(vae, data_path)
     if cache_path.is_file():
         cache = read_latent_cache(cache_path, key)
         if cache is not None:

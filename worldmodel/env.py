@@ -78,6 +78,9 @@ class GameOptions:
     ``max_episode_steps`` truncates episodes; None sets no limit, as ``gymnasium.make`` adds its own.
     ``threads``: torch's CPU threads (see ``use_threads``). ``runtime``: "torch", or "onnx" to run
     the denoiser and decoder in ONNX Runtime (CPU only; see ``worldmodel.onnx_runtime``).
+    ``observation``: "frames" (uint8 H x W x 3, as the real game's) or "latents" (float32 C x h x w,
+    the model's own state): then the decoder runs only when a frame is rendered, which an RL learner
+    reading latents never needs.
     """
 
     checkpoint: str | Path | WorldModel | None = None
@@ -93,6 +96,10 @@ class GameOptions:
     end_threshold: float | None = None  # predicted end probability above which an episode ends
     threads: int | None = None
     runtime: str = "torch"
+    observation: str = "frames"
+
+
+OBSERVATIONS = ("frames", "latents")
 
 
 def game_options(env_name: str, options: dict) -> GameOptions:
@@ -148,9 +155,22 @@ class LearnedGame:
             scheduler=options.scheduler,
             timestep_shift=options.timestep_shift,
         )
+        if options.observation not in OBSERVATIONS:
+            raise ValueError(f"observation must be one of {OBSERVATIONS}, got {options.observation!r}")
+        self.observation = options.observation
         self.context_source = make_context_source(options.context, self.settings)
-        size = self.settings.frame_size
-        return spaces.Box(0, 255, (size, size, 3), np.uint8), spaces.Discrete(self.settings.num_actions)
+        s = self.settings
+        if self.observation == "latents":
+            latent_shape = (s.latent_channels, s.latent_size, s.latent_size)
+            observation_space = spaces.Box(-np.inf, np.inf, latent_shape, np.float32)
+        else:
+            observation_space = spaces.Box(0, 255, (s.frame_size, s.frame_size, 3), np.uint8)
+        return observation_space, spaces.Discrete(s.num_actions)
+
+    def _decode(self, latents: torch.Tensor) -> np.ndarray:
+        """Frames (N, H, W, 3) uint8 of latents (N, C, h, w): rendering a game that observes latents."""
+        with torch.inference_mode():
+            return self.model.decode(latents).cpu().numpy()
 
     # The sampler's most changed settings, readable and settable on the env itself (play.py's keys).
     sampling_steps = sampler_setting("sampling_steps", int)
@@ -181,7 +201,8 @@ class WorldModelEnv(LearnedGame, gymnasium.Env):
         self.window_scale = window_scale
         self.context: Context | None = None  # the current episode's start
         self._games = LatentGames(self.model, batch=1)
-        self._frame: np.ndarray | None = None
+        self._frame: np.ndarray | None = None  # None while only the latent is known (observation="latents")
+        self._latent: torch.Tensor | None = None  # (C, h, w)
         self._step_count = 0
         self._window = FrameWindow("Pacman (world model)", window_scale, self.metadata["render_fps"])
 
@@ -190,17 +211,25 @@ class WorldModelEnv(LearnedGame, gymnasium.Env):
         self.context, sampling_seed = begin_episode(self.context_source, self.np_random)
         self._games.start([0], [self.context], [sampling_seed])
         self._frame = self.context.frames[-1].copy()
+        self._latent = self._games.history_latents[0, -1].clone()
         self._step_count = 0
         if self.render_mode == "human":
             self.render()
-        return self._frame, {"step": 0, **real_game_start(self.context)}
+        return self._observation(), {"step": 0, **real_game_start(self.context)}
+
+    def _observation(self) -> np.ndarray:
+        if self.observation == "latents":
+            return self._latent.cpu().numpy().copy()
+        return self._frame
 
     def step(self, action):
         if self.context is None:
             raise RuntimeError("WorldModelEnv.step() was called before reset(); call env.reset() first")
         action = check_action(action, self.action_space.n)
-        step = self._games.step(torch.tensor([action]), self.sampler)
-        self._frame = step.frames[0]
+        decode = self.observation == "frames" or self.render_mode == "human"
+        step = self._games.step(torch.tensor([action]), self.sampler, decode=decode)
+        self._frame = step.frames[0] if decode else None
+        self._latent = step.latents[0]
         self._step_count += 1
         end_probability = float(step.end_probability[0])
         terminated = end_probability > self.end_threshold
@@ -208,11 +237,13 @@ class WorldModelEnv(LearnedGame, gymnasium.Env):
         if self.render_mode == "human":
             self.render()
         info = {"predicted_end_probability": end_probability, "step": self._step_count}
-        return self._frame, float(step.reward[0]), terminated, truncated, info
+        return self._observation(), float(step.reward[0]), terminated, truncated, info
 
     def render(self):
-        if self._frame is None:
+        if self._latent is None:
             raise RuntimeError("WorldModelEnv.render() was called before reset(); call env.reset() first")
+        if self._frame is None and self.render_mode is not None:
+            self._frame = self._decode(self._latent[None])[0]
         if self.render_mode == "rgb_array":
             return self._frame.copy()
         if self.render_mode == "human":

@@ -50,7 +50,12 @@ class WorldModelVectorEnv(LearnedGame, VectorEnv):
         # One random stream per copy, as a single env has: that is what makes copies reproducible alone.
         self.env_rngs = [seeding.np_random()[0] for _ in range(num_envs)]
         self._games = LatentGames(self.model, num_envs)
-        self._observations = np.zeros(self.observation_space.shape, dtype=np.uint8)  # (N, H, W, 3)
+        self._observations = np.zeros(self.observation_space.shape, dtype=self.observation_space.dtype)
+        # Each copy's frame, kept when observations are latents too: a start's real frame is shown as
+        # it is, and generated ones are decoded only when rendered (_drawn says which are current).
+        size = self.settings.frame_size
+        self._frames = np.zeros((num_envs, size, size, 3), dtype=np.uint8)
+        self._drawn = np.zeros(num_envs, dtype=bool)
         self._step_counts = np.zeros(num_envs, dtype=np.int64)
         self._needs_reset = np.zeros(num_envs, dtype=bool)
         self._started = False
@@ -93,7 +98,12 @@ class WorldModelVectorEnv(LearnedGame, VectorEnv):
         self._games.start(list(indices), contexts, [sampling_seed for _, sampling_seed in episodes])
         for index, context in zip(indices, contexts, strict=True):
             self.contexts[index] = context
-            self._observations[index] = context.frames[-1]
+            self._frames[index] = context.frames[-1]
+            if self.observation == "latents":
+                self._observations[index] = self._games.history_latents[index, -1].cpu().numpy()
+        self._drawn[indices] = True
+        if self.observation == "frames":
+            self._observations[indices] = self._frames[indices]
         self._step_counts[indices] = 0
         self._needs_reset[indices] = False
 
@@ -109,8 +119,13 @@ class WorldModelVectorEnv(LearnedGame, VectorEnv):
         truncated = np.zeros(self.num_envs, dtype=bool)
         if len(stepping):
             subset = None if len(stepping) == self.num_envs else stepping  # no gather when all step
-            step = self._games.step(torch.from_numpy(actions[stepping]), self.sampler, subset)
-            self._observations[stepping] = step.frames
+            decode = self.observation == "frames"
+            step = self._games.step(torch.from_numpy(actions[stepping]), self.sampler, subset, decode=decode)
+            if decode:
+                self._frames[stepping] = self._observations[stepping] = step.frames
+            else:
+                self._observations[stepping] = step.latents.cpu().numpy()
+            self._drawn[stepping] = decode
             rewards[stepping] = step.reward
             end_probability[stepping] = step.end_probability
             self._step_counts[stepping] += 1
@@ -143,9 +158,14 @@ class WorldModelVectorEnv(LearnedGame, VectorEnv):
         return actions.astype(np.int64, copy=False)
 
     def render(self):
-        if self.render_mode == "rgb_array":
-            return tuple(self._observations.copy())
-        return None
+        if self.render_mode != "rgb_array":
+            return None
+        undrawn = np.flatnonzero(~self._drawn)
+        if len(undrawn):  # observing latents: the copies' generated frames, decoded only now
+            index = torch.from_numpy(undrawn).to(self.model.device)
+            self._frames[undrawn] = self._decode(self._games.history_latents[index, -1])
+            self._drawn[undrawn] = True
+        return tuple(self._frames.copy())
 
     def close_extras(self, **kwargs):
         self.context_source.close()

@@ -74,11 +74,12 @@ def vector_env_fps(
     sampler: Sampler | None = None,
     warmup: int = WARMUP_STEPS,
     runtime: str = "torch",
+    observation: str = "frames",
 ) -> float:
     """Frames per second (copies x steps per second) of ``WorldModelVectorEnv.step`` at ``batch`` copies
-    under random keys, as an RL learner steps it."""
+    under random keys, as an RL learner steps it, observing frames or latents."""
     env = WorldModelVectorEnv(batch, model, device=model.device, sampler=sampler, end_threshold=NO_END,
-                              threads=torch.get_num_threads(), runtime=runtime)  # fmt: skip
+                              threads=torch.get_num_threads(), runtime=runtime, observation=observation)  # fmt: skip
     env.reset(seed=seed)
     rng = np.random.default_rng(seed)
     try:
