@@ -11,6 +11,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
 import envs
+import worldmodel.model
 from worldmodel.checkpoint import CheckpointError, load
 from worldmodel.checkpoint_files import write_checksums
 from worldmodel.config import ConfigError, SamplerConfig, config_from_dict, load_config
@@ -52,6 +53,23 @@ def test_vae_round_trip_shapes(tiny_model):
     assert latents.shape == (2, 4, 16, 16)
     decoded = tiny_model.decode(latents)
     assert decoded.shape == frames.shape and decoded.dtype == torch.uint8
+
+
+def test_many_latents_are_decoded_a_chunk_at_a_time_into_the_same_frames(tiny_model, monkeypatch):
+    latents = torch.randn(5, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whole = tiny_model.decode(latents)
+        passes, draw = [], tiny_model.draw
+
+        def counted(part):
+            passes.append(len(part))
+            return draw(part)
+
+        monkeypatch.setattr(tiny_model, "draw", counted)
+        monkeypatch.setattr(worldmodel.model, "DECODE_CHUNK", 2)
+        chunked = tiny_model.decode(latents)
+    assert passes == [2, 2, 1]
+    assert (chunked.int() - whole.int()).abs().max() <= 1  # a batch's arithmetic may round a pixel apart
 
 
 def test_denoiser_and_heads_shapes(tiny_model):

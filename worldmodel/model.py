@@ -88,6 +88,9 @@ class WorldModelSettings:
         return problems
 
 
+DECODE_CHUNK = 256
+
+
 class WorldModel(nn.Module):
     def __init__(self, settings: WorldModelSettings, vae, transformer, conditioner, heads):
         super().__init__()
@@ -121,7 +124,12 @@ class WorldModel(nn.Module):
         return encode_frames(self.vae, frames.to(self.device))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """latents (N, C, h, w) -> uint8 frames (N, H, W, 3)."""
+        """latents (N, C, h, w) -> uint8 frames (N, H, W, 3), DECODE_CHUNK frames a pass: the decoder's
+        full-size activations for a whole evaluation's rollouts at once took over 12 GB."""
+        return torch.cat([self.draw(part) for part in latents.split(DECODE_CHUNK)])
+
+    def draw(self, latents: torch.Tensor) -> torch.Tensor:
+        """One decoder pass: latents (N, C, h, w) -> uint8 frames (N, H, W, 3)."""
         return decode_latents(self.vae, latents)
 
     @property

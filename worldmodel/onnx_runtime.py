@@ -79,7 +79,7 @@ class OnnxPass(nn.Module):
 class OnnxWorldModel(WorldModel):
     """A world model whose denoiser and decoder passes run in ONNX Runtime (made by ``on_onnx_runtime``)."""
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+    def draw(self, latents: torch.Tensor) -> torch.Tensor:
         # decode_latents' steps, with the session in place of vae.decode
         pixels = self.onnx_decoder(latents / self.vae.config.scaling_factor)
         return tensor_to_frames(pixels.float())
