@@ -20,6 +20,7 @@ from worldmodel.flow import changed_cell_weights, flow_matching_loss, own_rollou
 from worldmodel.heads import RewardEndHeads, best_end_threshold, end_weight, heads_loss, reward_values_of
 from worldmodel.model import WorldModel
 from worldmodel.sampler import SAMPLERS, Sampler, make_sampler
+from worldmodel.vae import reconstruction_loss
 
 ACTIONS = list(envs.ACTION_MEANINGS)
 
@@ -575,3 +576,15 @@ def test_the_shipped_checkpoints_match_their_checksums(shipped):
     assert (Path(shipped) / "checksums.json").is_file()
     if shipped.endswith("one-step"):  # the distilled one plays one pass with no guidance pass
         assert (model.settings.sampler.sampling_steps, model.settings.sampler.guidance_scale) == (1, 1.0)
+
+
+def test_reconstruction_loss_weighs_the_pixels_it_is_told_to():
+    target = torch.zeros(2, 3, 8, 8)
+    drawn = target.clone()
+    drawn[:, :, :2, :2] = 0.5  # a sprite drawn wrong; the rest right
+    weight = torch.ones(2, 1, 8, 8)
+    assert torch.allclose(reconstruction_loss(drawn, target, weight), reconstruction_loss(drawn, target))
+    weight[:, :, :2, :2] = 8.0
+    # The sprite's 4 of 64 pixels now carry 32 of 92 parts of the weight: its error counts 8x more.
+    expected = (0.25 + 0.5) * 32 / 92
+    assert reconstruction_loss(drawn, target, weight).item() == pytest.approx(expected)

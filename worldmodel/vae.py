@@ -55,9 +55,16 @@ def tensor_to_frames(pixels: torch.Tensor) -> torch.Tensor:
     return frames.to(torch.uint8)
 
 
-def reconstruction_loss(reconstruction: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
-    # L1 keeps the one-pixel pellets sharp; MSE is what PSNR scores.
-    return F.mse_loss(reconstruction, pixels) + F.l1_loss(reconstruction, pixels)
+def reconstruction_loss(
+    reconstruction: torch.Tensor, pixels: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Squared plus absolute error, averaged over pixels weighted by ``weight`` (B, 1, H, W) if given.
+    L1 keeps the one-pixel pellets sharp; MSE is what PSNR scores."""
+    if weight is None:
+        return F.mse_loss(reconstruction, pixels) + F.l1_loss(reconstruction, pixels)
+    error = reconstruction - pixels
+    weight = weight.expand_as(error)
+    return (weight * (error.pow(2) + error.abs())).sum() / weight.sum()
 
 
 @torch.no_grad()

@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 import recorder
 from worldmodel.config import ConfigError
 from worldmodel.data import LatentCache, build_latent_cache
 from worldmodel.distill import distillation_loss, one_pass
-from worldmodel.flow import flow_matching_loss, own_rollout_history
+from worldmodel.flow import changed_cell_weights, flow_matching_loss, own_rollout_history
 from worldmodel.heads import RewardEndHeads, best_end_threshold, end_weight, heads_loss, reward_values_of
 from worldmodel.sampler import make_sampler
 from worldmodel.samples import decoder_samples, dit_samples, heads_metrics, vae_samples
@@ -207,18 +208,29 @@ def distill_decoder(run: TrainingRun, teacher, cache: LatentCache) -> None:
     """Teaches the run's slimmer decoder to draw from each recorded latent the frame the teacher's
     decoder draws (train.distill_decoder); the encoder, and so the latent space, stay the teacher's."""
     model, device, stage = run.model, run.accelerator.device, run.config.train.distill_decoder
+    # Every frame but each episode's first, which has no frame before it to tell what moved.
     frame_rows = np.concatenate(
-        [np.arange(cache.frame_start[e], cache.frame_start[e] + cache.length[e] + 1) for e in run.train_ids]
+        [
+            np.arange(cache.frame_start[e] + 1, cache.frame_start[e] + cache.length[e] + 1)
+            for e in run.train_ids
+        ]
     )
     scale = model.vae.config.scaling_factor
     teacher_decoder = teacher.vae.decoder
+    frame_size = run.config.frame_size
 
     def decoder_loss(decoder, draw):
         rows = random_rows(frame_rows, stage.batch_size, draw)
-        latents = cache.latents[torch.from_numpy(rows)].to(device) / scale
+        scaled = cache.latents[torch.from_numpy(rows)].to(device)
+        before = cache.latents[torch.from_numpy(rows - 1)].to(device)
+        latents = scaled / scale
         with torch.no_grad():
             target = teacher_decoder(latents)
-        return reconstruction_loss(decoder(latents), target), rows
+        # The tiles that changed since the frame before (the sprites) weigh as in the denoiser's loss:
+        # unweighted, a slimmer decoder drew Pacman too faintly for the frame parser to find.
+        weight = changed_cell_weights(scaled, before, run.config.flow)[:, None]  # (B, 1, h, w)
+        weight = F.interpolate(weight, size=(frame_size, frame_size), mode="nearest")
+        return reconstruction_loss(decoder(latents), target, weight), rows
 
     evaluate = decoder_samples(teacher.vae, run.data_path, run.held_out_ids, run.run_dir)
     loop = StageLoop("distill_decoder", model.vae.decoder, stage, run.run_dir, run.accelerator)
