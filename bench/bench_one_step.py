@@ -1,8 +1,9 @@
 """The one-step sampler against today's, in one run on one machine: frames/s of WorldModelEnv.step
 (one thread, alone and beside a CPU-bound process) and of WorldModelVectorEnv at batch 64 (one and
-two threads, one thread beside the CPU-bound process, two threads handing agents latents), for the
-checkpoint's sampler, its network run as one pass, distilled checkpoints, and student architectures (timed untrained: a network's
-speed does not depend on its weights), each in torch and, with --runtimes, in ONNX Runtime. Writes
+two threads, one thread beside the CPU-bound process, and handing agents latents on two threads
+alone and on one beside the CPU-bound process), for the checkpoint's sampler, its network run as
+one pass, distilled checkpoints, and student architectures (timed untrained: a network's speed does
+not depend on its weights), each in torch and, with --runtimes, in ONNX Runtime. Writes
 bench/results/one_step.md and a bar chart; on a GPU also the batched env at batch 256, 1,024, 4,096."""
 
 from __future__ import annotations
@@ -106,6 +107,11 @@ def measure(variant: Variant, args) -> dict[str, float]:
     fps["batch 64 latents, 2 threads"] = vector_env_fps(
         model, 64, args.batch_steps, 0, sampler, 3, runtime, observation="latents"
     )
+    torch.set_num_threads(1)
+    with competing_process():
+        fps["batch 64 latents, 1 thread, busy CPU"] = vector_env_fps(
+            model, 64, args.batch_steps, 0, sampler, 3, runtime, observation="latents"
+        )
     if torch.cuda.is_available() and runtime == "torch":
         model.to("cuda")
         for batch in GPU_BATCHES:

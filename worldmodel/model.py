@@ -124,8 +124,8 @@ class WorldModel(nn.Module):
         return encode_frames(self.vae, frames.to(self.device))
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """latents (N, C, h, w) -> uint8 frames (N, H, W, 3), DECODE_CHUNK frames a pass: the decoder's
-        full-size activations for a whole evaluation's rollouts at once took over 12 GB."""
+        """latents (N, C, h, w) -> uint8 frames (N, H, W, 3), DECODE_CHUNK frames a pass: decoding a
+        whole evaluation's rollouts in one pass made the evaluation peak at 18 GB (4 GB in chunks)."""
         return torch.cat([self.draw(part) for part in latents.split(DECODE_CHUNK)])
 
     def draw(self, latents: torch.Tensor) -> torch.Tensor:

@@ -51,10 +51,15 @@ class WorldModelVectorEnv(LearnedGame, VectorEnv):
         self.env_rngs = [seeding.np_random()[0] for _ in range(num_envs)]
         self._games = LatentGames(self.model, num_envs)
         self._observations = np.zeros(self.observation_space.shape, dtype=self.observation_space.dtype)
-        # Each copy's frame, kept when observations are latents too: a start's real frame is shown as
-        # it is, and generated ones are decoded only when rendered (_drawn says which are current).
+        # Each copy's frame: the observations themselves when they are frames; when they are latents, a
+        # start's real frame is shown as it is and generated ones are decoded only when rendered
+        # (_drawn says which are current).
         size = self.settings.frame_size
-        self._frames = np.zeros((num_envs, size, size, 3), dtype=np.uint8)
+        self._frames = (
+            self._observations
+            if self.observation == "frames"
+            else np.zeros((num_envs, size, size, 3), dtype=np.uint8)
+        )
         self._drawn = np.zeros(num_envs, dtype=bool)
         self._step_counts = np.zeros(num_envs, dtype=np.int64)
         self._needs_reset = np.zeros(num_envs, dtype=bool)
@@ -102,8 +107,6 @@ class WorldModelVectorEnv(LearnedGame, VectorEnv):
             if self.observation == "latents":
                 self._observations[index] = self._games.history_latents[index, -1].cpu().numpy()
         self._drawn[indices] = True
-        if self.observation == "frames":
-            self._observations[indices] = self._frames[indices]
         self._step_counts[indices] = 0
         self._needs_reset[indices] = False
 
@@ -122,7 +125,7 @@ class WorldModelVectorEnv(LearnedGame, VectorEnv):
             decode = self.observation == "frames"
             step = self._games.step(torch.from_numpy(actions[stepping]), self.sampler, subset, decode=decode)
             if decode:
-                self._frames[stepping] = self._observations[stepping] = step.frames
+                self._frames[stepping] = step.frames
             else:
                 self._observations[stepping] = step.latents.cpu().numpy()
             self._drawn[stepping] = decode
