@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from diffusers.models.transformers.sana_transformer import GLUMBConv
 
 import envs
 import worldmodel
 from worldmodel.backbones import BACKBONES
+from worldmodel.backbones.sana import CircularMixFFN
 from worldmodel.checkpoint import CheckpointError, load
 from worldmodel.checkpoint_files import write_checksums
 from worldmodel.config import ConfigError, load_config
@@ -84,16 +86,44 @@ def test_widening_for_action_planes_keeps_each_backbones_predictions(backbone):
     assert torch.allclose(velocity(model, noisy, history, actions, False), before, atol=1e-6)
 
 
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
 @pytest.mark.parametrize("wrap_edges", [False, True])
-def test_a_wrapping_unet_carries_what_leaves_one_edge_in_at_the_other(wrap_edges):
-    model = make_model("unet", f"dit.wrap_edges={str(wrap_edges).lower()}")
+def test_a_wrapping_network_carries_what_leaves_one_edge_in_at_the_other(backbone, wrap_edges):
+    model = make_model(backbone, f"dit.wrap_edges={str(wrap_edges).lower()}")
     history, actions = make_inputs(model)
     noisy = torch.randn_like(history[:, 0])
-    # a shift by one cell of its coarsest level, so that its downsampling sees the same grid
-    shift = 2 ** (len(model.denoiser.transformer.config.block_out_channels) - 1)
+    # a shift by one cell of the coarsest grid (the U-Net's last level, Sana's patches), so that
+    # the downsampling sees the same grid
+    network = model.denoiser.transformer
+    shift = (
+        network.config.patch_size if backbone == "sana" else 2 ** (len(network.config.block_out_channels) - 1)
+    )
     moved = velocity(model, noisy.roll(shift, -1), history.roll(shift, -1), actions, False)
     unmoved = velocity(model, noisy, history, actions, False).roll(shift, -1)
     assert torch.allclose(moved, unmoved, atol=1e-5) == wrap_edges
+
+
+def test_sanas_wrapping_feed_forward_computes_diffusers_circular_one_and_keeps_its_weight_names():
+    model = make_model("sana", "dit.wrap_edges=true").double()
+    blocks = model.denoiser.transformer.transformer_blocks
+    assert all(isinstance(block.ff, CircularMixFFN) for block in blocks)
+    ours = blocks[0].ff
+    theirs = ours.unwrapped()
+    theirs.conv_depth.padding_mode = "circular"  # what diffusers' module needs to wrap
+    assert isinstance(theirs, GLUMBConv) and theirs.state_dict().keys() == ours.state_dict().keys()
+    planes = torch.randn(2, 5, 6, ours.conv_inverted.in_channels, dtype=torch.double).permute(0, 3, 1, 2)
+    inputs = [planes.clone().requires_grad_() for _ in range(2)]
+    outputs = [ff(x) for ff, x in zip((ours, theirs), inputs, strict=True)]
+    assert torch.allclose(*outputs)
+    gradients = [torch.autograd.grad(y.pow(2).sum(), [x, ff.conv_depth.weight]) for ff, x, y in
+                 zip((ours, theirs), inputs, outputs, strict=True)]  # fmt: skip
+    for a, b in zip(*gradients, strict=True):
+        assert torch.allclose(a, b)
+    # zero padding again: diffusers' own module comes back, under the same weight names
+    names = model.denoiser.state_dict().keys()
+    model.denoiser = Denoiser(model.denoiser.transformer, model.denoiser.conditioner, wrap_edges=False)
+    assert all(type(block.ff) is GLUMBConv for block in blocks)
+    assert model.denoiser.state_dict().keys() == names
 
 
 def test_a_unet_checkpoint_names_its_backbone_and_loads_as_it_was_saved(tmp_path):
@@ -188,3 +218,17 @@ def test_a_shallower_student_keeps_evenly_spaced_blocks_of_its_teacher():
         sana.with_fewer_layers(teacher, 6)
     with pytest.raises(ConfigError, match="cannot be cut to fewer layers"):
         BACKBONES["unet"].with_fewer_layers(make_model("unet").denoiser.transformer, 1)
+
+
+def test_a_wrapping_sana_runs_in_onnx_runtime_at_any_batch_size():
+    from worldmodel.onnx_runtime import on_onnx_runtime
+
+    model = make_model("sana", "dit.wrap_edges=true")
+    fast = on_onnx_runtime(model)
+    history, actions = make_inputs(model, batch=5)  # the export traced batch 3
+    noisy = torch.randn_like(history[:, 0])
+    assert torch.allclose(
+        velocity(fast, noisy, history, actions, False),
+        velocity(model, noisy, history, actions, False),
+        atol=1e-4,
+    )

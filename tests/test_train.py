@@ -563,8 +563,9 @@ def test_ctrl_c_stops_training_and_keeps_the_last_save(recorded_file, tmp_path):
     assert step >= 1
 
 
+@pytest.mark.parametrize("settings", [(), ROLLOUTS], ids=["recorded history", "the student's own rollouts"])
 def test_the_distill_stage_teaches_one_pass_to_land_where_the_teachers_sampler_does(
-    recorded_file, trained_run, tmp_path
+    recorded_file, trained_run, tmp_path, settings
 ):
     # A teacher whose sampler moves far from its noise: the tiny run's, its output layer given weights.
     teacher = load(trained_run / "checkpoint")
@@ -576,7 +577,7 @@ def test_the_distill_stage_teaches_one_pass_to_land_where_the_teachers_sampler_d
     run_dir = tmp_path / "one-step"
     arguments = ["--config", TINY, "--data", str(recorded_file), "--out", str(run_dir), "--stage", "distill"]
     steps = ["train.distill.steps=40", "train.distill.learning_rate=3e-3", "train.distill.eval_every=40"]
-    assert train.main([*arguments, "--init-from", str(teacher_dir), *steps]) == 0
+    assert train.main([*arguments, "--init-from", str(teacher_dir), *steps, *settings]) == 0
     student = load(run_dir / "checkpoint")
     assert (student.settings.sampler.sampling_steps, student.settings.sampler.guidance_scale) == (1, 1.0)
     assert student.settings.training["stages"]["distill"]["teacher"] == str(teacher_dir)

@@ -97,41 +97,56 @@ def latent_cache(run: TrainingRun) -> LatentCache:
 
 def train_dit(run: TrainingRun, stage) -> tuple[int, float]:
     """Trains the denoiser by flow matching on windows of cached latents."""
-    model, config, device = run.model, run.config, run.accelerator.device
-    cache = latent_cache(run)
-    rows = cache.window_starts(run.train_ids, config.history_length)
-    rollout_rows = rollout_rows_of(rows, config)
-    sampler = make_sampler(config.sampler)
+    model, config = run.model, run.config
+    batches = WindowBatches(run, latent_cache(run), make_sampler(config.sampler))
 
     def dit_loss(denoiser, draw):
-        windows = random_rows(rows, stage.batch_size, draw)
-        count = round(config.flow.rollout_fraction * len(windows)) if len(rollout_rows) else 0
-        if count:  # the first rows of the batch play their last history frames themselves (FlowConfig)
-            windows[:count] = random_rows(rollout_rows, count, [draw, 1])
-        history, target, actions = (
-            part.to(device)
-            for part in cache.history_batch(windows, config.history_length, config.actions_seen)
-        )
-        if count:
-            history[:count] = own_rollout_history(
-                sampler, denoiser, rollout_windows(windows[:count]), history[:count]
-            )
+        windows, history, target, actions = batches.draw(stage.batch_size, draw, denoiser)
         return flow_matching_loss(denoiser, target, history, actions, config.flow), windows
 
-    def rollout_windows(ends: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """The recorded (history, action window) of each step the rollouts ending at ``ends`` play."""
-        steps, windows = config.flow.rollout_steps, []
-        for j in range(steps):
-            history, _, actions = cache.history_batch(
-                ends - [0, steps - j], config.history_length, config.actions_seen
-            )
-            windows.append((history.to(device), actions.to(device)))
-        return windows
-
-    evaluate = dit_samples(model, cache, run.data_path, run.held_out_ids, run.run_dir)
+    evaluate = dit_samples(model, batches.cache, run.data_path, run.held_out_ids, run.run_dir)
     loop = StageLoop("dit", model.denoiser, stage, run.run_dir, run.accelerator)
     model.denoiser, steps, seconds = loop.run(dit_loss, evaluate, config.train.seed)
     return steps, seconds
+
+
+class WindowBatches:
+    """Batches of training windows (history, next latent, action window) from the cache, the first
+    ``flow.rollout_fraction`` of each batch with its last ``flow.rollout_steps`` history frames played
+    by the model being trained, under the recorded keys (FlowConfig): the states its own drift makes."""
+
+    def __init__(self, run: TrainingRun, cache: LatentCache, sampler):
+        self.cache, self.config, self.sampler = cache, run.config, sampler
+        self.device = run.accelerator.device
+        self.rows = cache.window_starts(run.train_ids, self.config.history_length)
+        self.rollout_rows = rollout_rows_of(self.rows, self.config)
+
+    def draw(self, batch_size: int, draw, denoiser):
+        config = self.config
+        windows = random_rows(self.rows, batch_size, draw)
+        count = round(config.flow.rollout_fraction * len(windows)) if len(self.rollout_rows) else 0
+        if count:
+            windows[:count] = random_rows(self.rollout_rows, count, [draw, 1])
+        history, target, actions = (
+            part.to(self.device)
+            for part in self.cache.history_batch(windows, config.history_length, config.actions_seen)
+        )
+        if count:
+            history[:count] = own_rollout_history(
+                self.sampler, denoiser, self.rollout_windows(windows[:count]), history[:count]
+            )
+        return windows, history, target, actions
+
+    def rollout_windows(self, ends: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The recorded (history, action window) of each step the rollouts ending at ``ends`` play."""
+        config = self.config
+        steps, windows = config.flow.rollout_steps, []
+        for j in range(steps):
+            history, _, actions = self.cache.history_batch(
+                ends - [0, steps - j], config.history_length, config.actions_seen
+            )
+            windows.append((history.to(self.device), actions.to(self.device)))
+        return windows
 
 
 def rollout_rows_of(rows: np.ndarray, config) -> np.ndarray:
@@ -188,14 +203,13 @@ def train_distill(run: TrainingRun, stage) -> tuple[int, float]:
     cache = latent_cache(run)
     if model.vae.config.decoder_block_out_channels != teacher.vae.config.decoder_block_out_channels:
         distill_decoder(run, teacher, cache)
-    rows = cache.window_starts(run.train_ids, config.history_length)
+    # With flow.rollout_fraction, part of each batch starts from the student's own one-pass play
+    # (its drift), and the teacher says where the next frame should land from there.
+    batches = WindowBatches(run, cache, make_sampler(config.sampler))
 
     def distill_loss(student, draw):
-        windows = random_rows(rows, stage.batch_size, draw)
-        history, _, actions = cache.history_batch(windows, config.history_length, config.actions_seen)
-        loss = distillation_loss(
-            student, teacher.denoiser, teacher_sampler, history.to(device), actions.to(device), config.flow
-        )
+        windows, history, _, actions = batches.draw(stage.batch_size, draw, student)
+        loss = distillation_loss(student, teacher.denoiser, teacher_sampler, history, actions, config.flow)
         return loss, windows
 
     evaluate = dit_samples(model, cache, run.data_path, run.held_out_ids, run.run_dir)
