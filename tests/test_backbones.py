@@ -119,6 +119,8 @@ def test_sanas_wrapping_feed_forward_computes_diffusers_circular_one_and_keeps_i
                  zip((ours, theirs), inputs, outputs, strict=True)]  # fmt: skip
     for a, b in zip(*gradients, strict=True):
         assert torch.allclose(a, b)
+    with torch.no_grad():  # where play runs: another code path
+        assert torch.allclose(ours(planes), theirs(planes))
     # zero padding again: diffusers' own module comes back, under the same weight names
     names = model.denoiser.state_dict().keys()
     model.denoiser = Denoiser(model.denoiser.transformer, model.denoiser.conditioner, wrap_edges=False)

@@ -25,8 +25,9 @@ import envs
 import recorder
 import train
 from worldmodel import load
-from worldmodel.config import load_config
+from worldmodel.config import ConfigError, load_config
 from worldmodel.data import build_latent_cache
+from worldmodel.distill import with_random_keys
 from worldmodel.model import WorldModel
 from worldmodel.training.state import EMA_FILE, read_ema_state
 
@@ -563,7 +564,11 @@ def test_ctrl_c_stops_training_and_keeps_the_last_save(recorded_file, tmp_path):
     assert step >= 1
 
 
-@pytest.mark.parametrize("settings", [(), ROLLOUTS], ids=["recorded history", "the student's own rollouts"])
+@pytest.mark.parametrize(
+    "settings",
+    [(), ROLLOUTS, ("flow.random_key_fraction=0.5",)],
+    ids=["recorded history", "the student's own rollouts", "random keys"],
+)
 def test_the_distill_stage_teaches_one_pass_to_land_where_the_teachers_sampler_does(
     recorded_file, trained_run, tmp_path, settings
 ):
@@ -601,6 +606,21 @@ def test_the_distill_stage_teaches_one_pass_to_land_where_the_teachers_sampler_d
             for model in (student, teacher)
         ]
     assert gaps[0] < 0.7 * gaps[1]
+
+
+def test_random_keys_replace_only_the_key_being_pressed_and_follow_the_seed():
+    actions = torch.zeros(1000, 8, dtype=torch.long)  # every window pressed key 0 throughout
+    relabelled = with_random_keys(actions, 0.5, 5, seed=[7, 2])
+    assert torch.equal(relabelled[:, :-1], actions[:, :-1])  # the keys pressed before stay
+    assert torch.equal(relabelled[500:], actions[500:])  # half of the batch keeps its recorded key
+    assert set(relabelled[:500, -1].tolist()) == {0, 1, 2, 3, 4}
+    assert torch.equal(
+        relabelled, with_random_keys(actions, 0.5, 5, seed=[7, 2])
+    )  # a resume draws them again
+    assert not torch.equal(relabelled, with_random_keys(actions, 0.5, 5, seed=[8, 2]))
+    assert torch.equal(actions, torch.zeros_like(actions))  # the batch given is not changed
+    with pytest.raises(ConfigError, match="flow.random_key_fraction must be in"):
+        with_random_keys(actions, 1.5, 5, seed=0)
 
 
 def test_the_distill_stage_without_a_teacher_says_how_to_give_one(recorded_file, tmp_path, capsys):

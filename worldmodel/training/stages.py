@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import recorder
 from worldmodel.config import ConfigError
 from worldmodel.data import LatentCache, build_latent_cache
-from worldmodel.distill import distillation_loss, one_pass
+from worldmodel.distill import distillation_loss, one_pass, with_random_keys
 from worldmodel.flow import changed_cell_weights, flow_matching_loss, own_rollout_history
 from worldmodel.heads import RewardEndHeads, best_end_threshold, end_weight, heads_loss, reward_values_of
 from worldmodel.sampler import make_sampler
@@ -206,9 +206,12 @@ def train_distill(run: TrainingRun, stage) -> tuple[int, float]:
     # With flow.rollout_fraction, part of each batch starts from the student's own one-pass play
     # (its drift), and the teacher says where the next frame should land from there.
     batches = WindowBatches(run, cache, make_sampler(config.sampler))
+    num_actions = model.settings.num_actions
 
     def distill_loss(student, draw):
         windows, history, _, actions = batches.draw(stage.batch_size, draw, student)
+        if config.flow.random_key_fraction:  # FlowConfig: the teacher answers keys the recording lacks
+            actions = with_random_keys(actions, config.flow.random_key_fraction, num_actions, [draw, 2])
         loss = distillation_loss(student, teacher.denoiser, teacher_sampler, history, actions, config.flow)
         return loss, windows
 
