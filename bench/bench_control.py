@@ -22,7 +22,14 @@ from bench.results_file import cpu_name, write_results  # noqa: E402
 from worldmodel import load  # noqa: E402
 from worldmodel.evaluate import families as fam  # noqa: E402
 from worldmodel.evaluate.episodes import choose_contexts, load_held_out  # noqa: E402
-from worldmodel.evaluate.names import GHOST_COUNT, MISSING_AT_16, TILE_AT_16, TILE_AT_16_INTERVAL  # noqa: E402
+from worldmodel.evaluate.names import (  # noqa: E402
+    FIRST_MISSES,
+    GHOST_COUNT,
+    MISSING_AT_16,
+    TILE_AT_16,
+    TILE_AT_16_INTERVAL,
+)
+from worldmodel.evaluate.report import first_miss_table  # noqa: E402
 from worldmodel.evaluate.run import Plan  # noqa: E402
 
 
@@ -82,6 +89,14 @@ def main() -> None:
         *rows,
         "",
     ]
+    for checkpoint, by_family in scores.items():
+        lines += [
+            f"Where `{checkpoint}`'s rollouts first lose Pacman, by the real move at that step "
+            "(first misses / steps on the real tile until then):",
+            "",
+            first_miss_table({family: score[FIRST_MISSES] for family, score in by_family.items()}),
+            "",
+        ]
 
     def draw(axis):
         width = 0.8 / len(scores)

@@ -9,14 +9,14 @@ import pytest
 import torch
 
 import envs
-from envs.maze import GRID, PACMAN_START, TILE, WALLS
+from envs.maze import DOWN, GRID, LEFT, NOOP, PACMAN_NEXT_TILE, PACMAN_START, RIGHT, TILE, UP, WALLS
 from recorder import TrajectoryWriter
 from recorder.__main__ import main as record
 from worldmodel.checkpoint import load
 from worldmodel.dream.__main__ import save_agent
 from worldmodel.dream.agents import Recipe, new_agent, real_vec_env, wrap
 from worldmodel.evaluate.__main__ import main as evaluate
-from worldmodel.evaluate.control import MazeCircuit
+from worldmodel.evaluate.control import MOVES, MazeCircuit, classify_move, first_misses_by_move
 from worldmodel.evaluate.drift import drift
 from worldmodel.evaluate.episodes import choose_contexts, load_held_out
 from worldmodel.evaluate.families import delta_psnr
@@ -190,6 +190,60 @@ def test_the_maze_circuit_always_moves_pacman():
     assert all(a != b for a, b in zip(tiles, tiles[1:], strict=False))
 
 
+def test_each_real_move_is_told_apart():
+    row, col = PACMAN_START
+    ahead = {h: PACMAN_NEXT_TILE[row][col][h] for h in (UP, RIGHT, LEFT, DOWN)}
+    open_ways = [h for h, tile in ahead.items() if tile is not None]
+    came = open_ways[0]  # Pacman arrived at the start tile from this side, heading the other way
+    before = ahead[came]
+    heading = {UP: DOWN, DOWN: UP, LEFT: RIGHT, RIGHT: LEFT}[came]
+    for h in open_ways:
+        if h == came:
+            assert classify_move(before, PACMAN_START, ahead[h], h) == "reversal"
+        elif h == heading:
+            assert classify_move(before, PACMAN_START, ahead[h], NOOP) == "straight"
+            assert classify_move(before, PACMAN_START, ahead[h], h) == "straight"
+            for refused in {UP, RIGHT, LEFT, DOWN} - set(open_ways):  # a key into a wall: he goes on
+                assert classify_move(before, PACMAN_START, ahead[h], refused) == "straight, key refused"
+        else:
+            assert classify_move(before, PACMAN_START, ahead[h], h) == "turn, key now"
+            assert classify_move(before, PACMAN_START, ahead[h], NOOP) == "turn, key earlier"
+    assert classify_move(before, PACMAN_START, PACMAN_START, NOOP) == "stop"
+    assert classify_move(PACMAN_START, PACMAN_START, PACMAN_START, NOOP) == "still"
+    assert classify_move(PACMAN_START, PACMAN_START, before, came) == "start"
+    assert classify_move(before, PACMAN_START, (0, 0), NOOP) == "other"  # no single step gets there
+
+
+def test_first_misses_count_the_move_where_a_rollout_left_pacman(frame):
+    game = envs.PacmanEnv()
+    frames = [game.reset(seed=0)[0]]
+    keys = [LEFT, LEFT, RIGHT, RIGHT, NOOP, UP, DOWN, LEFT, RIGHT, RIGHT, UP, UP]  # turns, reversals
+    for key in keys:
+        frames.append(game.step(key)[0])
+    frames = np.stack(frames)
+    k = 4  # context frames 0..3, rollout frames 4..12
+    context = type("Start", (), {"episode": type("Episode", (), {"frames": frames}), "last": k - 1})
+    real = frames[k:][None]
+    actions = np.array(keys[k - 1 :])[None]
+    valid = np.ones(real.shape[:2], dtype=bool)
+    tiles = [envs.parse_frame(f).pacman for f in frames]
+    expected = [classify_move(*tiles[i - 2 : i + 1], keys[i - 1]) for i in range(k, len(frames))]
+
+    perfect = first_misses_by_move(Rollouts([context], actions, real.copy(), real, valid))
+    assert set(perfect) == set(MOVES)
+    assert sum(c["first_misses"] for c in perfect.values()) == 0
+    for move in MOVES:  # every step on the real tile is one chance of its real move
+        assert perfect[move]["steps"] == expected.count(move)
+
+    lost = real.copy()
+    tile_pixels(lost[0, 5], tiles[k + 5])[:] = 0  # the rollout drops Pacman at its sixth step
+    counts = first_misses_by_move(Rollouts([context], actions, lost, real, valid))
+    missed = expected[5]
+    assert counts[missed]["first_misses"] == 1 and counts[missed]["missing"] == 1
+    assert sum(c["steps"] for c in counts.values()) == 6  # nothing after the first miss counts
+    assert sum(c["first_misses"] for c in counts.values()) == 1
+
+
 # ---- the command --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def held_out(tmp_path_factory):
@@ -257,6 +311,9 @@ def test_quick_evaluation_writes_every_output(tiny_checkpoint, held_out, ppo_age
         # quick: two 16-step starts in each of the three episodes
         assert 0 < row["rollouts_at_16"] <= 6
         assert 0 <= row["rollouts_at_64"] <= row["curve_rollouts"]
+        first_misses = row["first_miss_by_move"]  # at most one per rollout, and only where it was on track
+        assert set(first_misses) == set(MOVES)
+        assert all(0 <= c["missing"] <= c["first_misses"] <= c["steps"] for c in first_misses.values())
     assert (
         metrics["pacman_tile_agreement_at_16"]
         == metrics["families"]["recorded"]["pacman_tile_agreement_at_16"]
@@ -272,6 +329,7 @@ def test_quick_evaluation_writes_every_output(tiny_checkpoint, held_out, ppo_age
     assert "![control](control.png)" in report
     assert "| humanlike |" in report and "Action window ablation" in report and "## 4. Long play" in report
     assert "| agent |" in report and f"PPO agent in `{ppo_agent}`" in report
+    assert "| real move | recorded | explorer |" in report and "| turn, key earlier |" in report
 
 
 @pytest.mark.parametrize("ends_every_step", [True, False])

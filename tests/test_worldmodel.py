@@ -331,6 +331,21 @@ def test_loss_weighs_the_cells_that_change_between_frames():
     assert weights.sum() == 2 * 16 * 16 - 1 + 8  # every other cell, the jitter included, keeps weight 1
 
 
+def test_the_weight_reaches_where_a_sprite_moved_from_and_could_go():
+    config = load_config("configs/tiny.yaml", ["flow.changed_cell_weight=8", "flow.changed_cell_reach=1"])
+    earlier = torch.zeros(1, 4, 16, 16)
+    last = earlier.clone()
+    last[0, 0, 5, 6] = 2.0  # Pacman arrived at (5, 6) in the last step, then stopped: no change next
+    weights = changed_cell_weights(last.clone(), last, config.flow, earlier)
+    assert (weights[0, 4:7, 5:8] == 8.0).all()  # his cell and every cell he could have moved to
+    assert weights.sum() == 16 * 16 - 9 + 9 * 8
+    assert changed_cell_weights(last.clone(), last, config.flow).sum() == 16 * 16  # no earlier frame given
+    edge = earlier.clone()
+    edge[0, 0, 0, 15] = 2.0  # the maze wraps: the reach crosses the edge
+    weights = changed_cell_weights(edge, earlier, config.flow)
+    assert weights[0, 15, 0] == 8.0 and weights[0, 1, 14] == 8.0 and weights[0, 2, 15] == 1.0
+
+
 def test_rollout_history_holds_the_models_own_frames_each_made_from_the_ones_before():
     class LastPlusAction(Sampler):  # a "model" whose next frame is its last history frame + the key
         def sample(self, denoiser, history_latents, actions, generator=None):

@@ -56,5 +56,5 @@ def distillation_loss(
     keep = torch.zeros(batch, dtype=torch.bool, device=device)
     velocity = student(noise, torch.ones(batch, device=device), history, actions, level, keep)
     error = (noise - velocity.float() - target.float()).pow(2).mean(dim=1)  # (B, h, w)
-    weight = changed_cell_weights(target, history_latents[:, -1], config)
+    weight = changed_cell_weights(target, history_latents[:, -1], config, history_latents[:, -2])
     return (weight * error).sum() / weight.sum()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 
 from worldmodel.config import FlowConfig
@@ -39,17 +40,32 @@ def flow_matching_loss(
     drop = torch.rand(batch, device=device) < config.p_uncond  # (B,)
     velocity = denoiser(noisy, t, history, actions, level, drop)
     error = (velocity.float() - (eps - target_latents).float()).pow(2).mean(dim=1)  # (B, h, w)
-    weight = changed_cell_weights(target_latents, history_latents[:, -1], config)
+    weight = changed_cell_weights(target_latents, history_latents[:, -1], config, history_latents[:, -2])
     return (weight * error).sum() / weight.sum()
 
 
 def changed_cell_weights(
-    target_latents: torch.Tensor, last_latents: torch.Tensor, config: FlowConfig
+    target_latents: torch.Tensor,
+    last_latents: torch.Tensor,
+    config: FlowConfig,
+    earlier_latents: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(B, h, w) loss weights: ``changed_cell_weight`` where the frame changes, 1 elsewhere."""
-    change = (target_latents - last_latents).abs().amax(dim=1).float()  # (B, h, w)
-    changed = change > config.changed_cell_threshold
-    return 1.0 + (config.changed_cell_weight - 1.0) * changed.float()
+    """(B, h, w) loss weights: ``changed_cell_weight`` where the frame changes, 1 elsewhere.
+
+    With ``config.changed_cell_reach`` > 0, also where it changed from ``earlier_latents`` to the last
+    frame, and within that many cells of any change (the maze wraps, so the reach does too)."""
+
+    def changed(after: torch.Tensor, before: torch.Tensor) -> torch.Tensor:
+        return (after - before).abs().amax(dim=1).float() > config.changed_cell_threshold  # (B, h, w)
+
+    mask = changed(target_latents, last_latents)
+    reach = config.changed_cell_reach
+    if reach > 0:
+        if earlier_latents is not None:
+            mask = mask | changed(last_latents, earlier_latents)
+        padded = F.pad(mask.float()[:, None], (reach,) * 4, mode="circular")
+        mask = F.max_pool2d(padded, 2 * reach + 1, stride=1)[:, 0] > 0
+    return 1.0 + (config.changed_cell_weight - 1.0) * mask.float()
 
 
 @torch.no_grad()

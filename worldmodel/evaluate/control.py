@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 import envs
-from envs.maze import DOWN, LEFT, PACMAN_NEXT_TILE, RIGHT, UP
+from envs.maze import DOWN, LEFT, NOOP, PACMAN_NEXT_TILE, REVERSE, RIGHT, UP
 from worldmodel.evaluate.episodes import EpisodeStart, restore_game
 from worldmodel.evaluate.fidelity import Rollouts
 from worldmodel.evaluate.game_metrics import tile_agreement, tile_misses
@@ -89,3 +89,78 @@ def ghost_agreement(rollouts: Rollouts, step: int) -> dict[str, float]:
         "count_agreement": float(np.mean(counts_equal)) if counts_equal else float("nan"),
         "tile_agreement": on_tile / real_ghosts if real_ghosts else float("nan"),
     }
+
+
+# What the real Pacman did in one step, read off the real frames: the moves a world model must get
+# right. "turn, key earlier" is a turn the game kept waiting after its key (the hidden state);
+# "straight, key refused": a turn key pressed where the maze has no way, so Pacman goes on.
+MOVES = (
+    "straight",
+    "straight, key refused",
+    "turn, key now",
+    "turn, key earlier",
+    "reversal",
+    "start",
+    "stop",
+    "still",
+    "other",
+)
+
+
+def _move(before, after):
+    """The direction that takes Pacman from tile ``before`` to ``after``, None when he stayed,
+    "jump" when no single step does (a death, a new maze) or a tile is unknown."""
+    if before is None or after is None:
+        return "jump"
+    if before == after:
+        return None
+    row, col = before
+    for heading in (UP, RIGHT, LEFT, DOWN):
+        if PACMAN_NEXT_TILE[row][col][heading] == after:
+            return heading
+    return "jump"
+
+
+def classify_move(earlier, before, after, key: int) -> str:
+    """One of ``MOVES`` for the real step from tile ``before`` to ``after`` under ``key``; ``earlier``
+    is the tile a step before ``before`` (the heading Pacman had)."""
+    heading, move = _move(earlier, before), _move(before, after)
+    if move == "jump" or (heading == "jump" and move is not None):
+        return "other"
+    if move is None:
+        return "stop" if heading not in (None, "jump") else "still"
+    if heading is None:
+        return "start"
+    if move == heading:
+        return "straight" if key in (NOOP, move) else "straight, key refused"
+    if move == REVERSE[heading]:
+        return "reversal"
+    return "turn, key now" if key == move else "turn, key earlier"
+
+
+def first_misses_by_move(rollouts: Rollouts) -> dict[str, dict[str, int]]:
+    """Where free-running rollouts first lose the real Pacman, by what the real Pacman did then.
+
+    Every step a rollout still has Pacman on the real tile counts as a chance ("steps") of the real
+    move it shows; the step where the generated Pacman first leaves the real tile counts as a miss
+    of that move ("first_misses", of which "missing": no Pacman drawn at all). first_misses / steps
+    is the per-step hazard of each move, the number to lower for the share at step 16 to rise."""
+    counts = {move: {"steps": 0, "first_misses": 0, "missing": 0} for move in MOVES}
+    for row, context in enumerate(rollouts.contexts):
+        frames = context.episode.frames
+        real = [
+            envs.parse_frame(frames[context.last - 1]).pacman,
+            envs.parse_frame(frames[context.last]).pacman,
+        ]
+        for step in np.flatnonzero(rollouts.valid[row]):
+            real.append(envs.parse_frame(rollouts.real[row, step]).pacman)
+            if real[-1] is None:
+                break  # the real game shows no Pacman (he died): nothing to follow
+            move = classify_move(real[-3], real[-2], real[-1], int(rollouts.actions[row, step]))
+            counts[move]["steps"] += 1
+            generated = envs.parse_frame(rollouts.generated[row, step]).pacman
+            if generated != real[-1]:
+                counts[move]["first_misses"] += 1
+                counts[move]["missing"] += generated is None
+                break
+    return counts

@@ -21,6 +21,7 @@ from worldmodel.evaluate.control import (
     CLOCKWISE,
     MazeCircuit,
     agreement_by_step,
+    first_misses_by_move,
     ghost_agreement,
     play_real_game,
     tiles_at,
@@ -29,6 +30,7 @@ from worldmodel.evaluate.episodes import EpisodeStart, sampling_seeds
 from worldmodel.evaluate.fidelity import Rollouts, free_run, next_frames
 from worldmodel.evaluate.game_metrics import per_step_mean, share_interval
 from worldmodel.evaluate.names import (
+    FIRST_MISSES,
     GHOST_COUNT,
     GHOST_TILE_AT_16,
     MISSING_AT_16,
@@ -173,6 +175,7 @@ def control_scores(rollouts: Rollouts, step: int = TARGET_STEP) -> dict:
         "rollouts_at_16": count,
         GHOST_TILE_AT_16: ghosts["tile_agreement"],
         GHOST_COUNT: ghosts["count_agreement"],
+        FIRST_MISSES: first_misses_by_move(rollouts),
     }
 
 

@@ -10,6 +10,7 @@ TILE_AT_64 = "pacman_tile_agreement_at_64"
 MISSING_AT_16 = "pacman_missing_at_16"  # no Pacman at all after 16 free steps
 GHOST_TILE_AT_16 = "ghost_tile_agreement_at_16"
 GHOST_COUNT = "ghost_count_agreement"  # as many ghosts as the real game shows
+FIRST_MISSES = "first_miss_by_move"  # where rollouts first lose Pacman, by the real move then
 SINGLE_PACMAN = "single_pacman"  # exactly one Pacman in the frame
 SINGLE_PACMAN_REAL = "single_pacman_real"  # the same read off the real game's frames: the reference
 WALLS = "wall_agreement"  # wall tiles matching the maze

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from worldmodel.evaluate.names import (
+    FIRST_MISSES,
     GHOST_COUNT,
     GHOST_TILE_AT_16,
     MISSING_AT_16,
@@ -101,6 +102,22 @@ def _table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_number(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def first_miss_table(by_family: dict[str, dict]) -> str:
+    """A row per real move, a column per family: the share of steps with that move at which a rollout
+    still on Pacman's tile first lost him (misses / steps; of those, how many drew no Pacman)."""
+    families = [f for f, counts in by_family.items() if counts]
+    moves = [m for m in next(iter(by_family.values()))] if families else []
+    rows = []
+    for move in moves:
+        cells = [move]
+        for family in families:
+            c = by_family[family][move]
+            share = f"{c['first_misses'] / c['steps']:.3f}" if c["steps"] else "n/a"
+            cells.append(f"{share} ({c['first_misses']}/{c['steps']}, {c['missing']} missing)")
+        rows.append(cells)
+    return _table(["real move", *families], rows)
 
 
 def _sections(metrics: dict, out: Path) -> list[str]:
@@ -259,6 +276,13 @@ def _family_sections(m: dict) -> list[str]:
             f"The agent family: the PPO agent in `{m['agent']}` (`python -m worldmodel.dream`) pressing the "
             "keys, reading the real frames four at a time and sampling its keys as it did in training."
         )
+    if parsed and all(FIRST_MISSES in r for r in rows.values()):
+        sections += [
+            "Where the 16-step rollouts first lose Pacman, by what the real Pacman did at that step: the "
+            "per-step hazard of each move (a turn with its key pressed now or pressed earlier and kept by "
+            "the game, a reversal, starting, stopping, standing still; other: a death or a new maze).",
+            first_miss_table({family: r[FIRST_MISSES] for family, r in rows.items()}),
+        ]
     ablation = m.get("action_window_ablation")
     if ablation:
         sections.append(
