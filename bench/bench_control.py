@@ -32,10 +32,17 @@ from worldmodel.evaluate.names import (  # noqa: E402
 from worldmodel.evaluate.report import first_miss_table  # noqa: E402
 from worldmodel.evaluate.run import Plan  # noqa: E402
 
+ONE_STEP = "one_step_miss_by_move"
 
-def control(checkpoint: str, data: str, episodes: int, families: list[str], seed: int) -> dict[str, dict]:
-    """The family table's control columns for ``checkpoint``, family by family."""
+
+def control(
+    checkpoint: str, data: str, episodes: int, families: list[str], seed: int, one_step: bool, sampling: dict
+) -> dict[str, dict]:
+    """The family table's control columns for ``checkpoint``, family by family; with ``one_step``,
+    also every step predicted from the real frames, by move (under ONE_STEP). ``sampling`` changes
+    the checkpoint's sampler settings (None keeps one)."""
     model = load(checkpoint)
+    sampler = model.sampler.replace(**sampling)
     held_out = load_held_out(model, data, episodes)
     starts = choose_contexts(
         held_out, model.settings.history_length, fam.TARGET_STEP, np.random.default_rng([seed, 16]),
@@ -46,7 +53,9 @@ def control(checkpoint: str, data: str, episodes: int, families: list[str], seed
     for family in families:
         started = time.perf_counter()
         play = fam.usable(fam.play_family(game, family, starts, fam.TARGET_STEP, seed, None))
-        scores[family] = fam.control_scores(fam.generate(model, play, seed))
+        scores[family] = fam.control_scores(fam.generate(model, play, seed, sampler=sampler))
+        if one_step:
+            scores[family][ONE_STEP] = fam.one_step_misses_by_move(model, play, seed, sampler)
         print(
             f"{checkpoint} {family}: {scores[family][TILE_AT_16]:.3f} ({time.perf_counter() - started:.0f} s)"
         )
@@ -62,11 +71,27 @@ def main() -> None:
         "--families", nargs="+", default=["random", "humanlike", "sticky"], choices=fam.FAMILIES
     )
     parser.add_argument("--seed", type=int, default=0, help="the evaluation's seed (its default 0)")
+    parser.add_argument(
+        "--one-step", action="store_true",
+        help="also predict every step from the real frames and count misses by move (as long again)",
+    )  # fmt: skip
+    parser.add_argument("--guidance-scale", type=float, help="instead of the checkpoint's")
+    parser.add_argument("--sampling-steps", type=int, help="instead of the checkpoint's")
     parser.add_argument("--out", default="bench/results/control.md")
     args = parser.parse_args()
     torch.set_num_threads(1)  # steady on a shared CPU
-    scores = {checkpoint: control(checkpoint, args.data, args.episodes, args.families, args.seed)
-              for checkpoint in args.checkpoint}  # fmt: skip
+    scores = {
+        checkpoint: control(
+            checkpoint,
+            args.data,
+            args.episodes,
+            args.families,
+            args.seed,
+            args.one_step,
+            {"guidance_scale": args.guidance_scale, "sampling_steps": args.sampling_steps},
+        )
+        for checkpoint in args.checkpoint
+    }
     rows = []
     for checkpoint, by_family in scores.items():
         for family, score in by_family.items():
@@ -75,11 +100,15 @@ def main() -> None:
                 f"| `{checkpoint}` | {family} | {score[TILE_AT_16]:.3f} ({low:.2f}-{high:.2f}) | "
                 f"{score['rollouts_at_16']} | {score[MISSING_AT_16]:.3f} | {score[GHOST_COUNT]:.3f} |"
             )
+    options = "".join(
+        f" --{name.replace('_', '-')} {value}" for name, value in vars(args).items()
+        if name in ("guidance_scale", "sampling_steps") and value is not None
+    ) + (" --one-step" if args.one_step else "")  # fmt: skip
     lines = [
         "# Control: Pacman on the real tile after 16 free-running steps",
         "",
         f"`python bench/bench_control.py --checkpoint {' '.join(args.checkpoint)} --data {args.data} "
-        f"--episodes {args.episodes} --families {' '.join(args.families)}`",
+        f"--episodes {args.episodes} --families {' '.join(args.families)}{options}`",
         "",
         f"The evaluation's family rollouts (seed {args.seed}), one torch thread, CPU: {cpu_name()}.",
         "",
@@ -97,6 +126,15 @@ def main() -> None:
             first_miss_table({family: score[FIRST_MISSES] for family, score in by_family.items()}),
             "",
         ]
+        if args.one_step:
+            lines += [
+                f"`{checkpoint}` predicting each of those steps from the real frames before it (misses / "
+                "steps): a high share here is a move it cannot make; a low one beside a high free-running "
+                "hazard, a move it fails only once its own frames have drifted.",
+                "",
+                first_miss_table({family: score[ONE_STEP] for family, score in by_family.items()}),
+                "",
+            ]
 
     def draw(axis):
         width = 0.8 / len(scores)

@@ -15,6 +15,7 @@ from recorder.__main__ import main as record
 from worldmodel.checkpoint import load
 from worldmodel.dream.__main__ import save_agent
 from worldmodel.dream.agents import Recipe, new_agent, real_vec_env, wrap
+from worldmodel.evaluate import families as fam
 from worldmodel.evaluate.__main__ import main as evaluate
 from worldmodel.evaluate.control import MOVES, MazeCircuit, classify_move, first_misses_by_move
 from worldmodel.evaluate.drift import drift
@@ -242,6 +243,48 @@ def test_first_misses_count_the_move_where_a_rollout_left_pacman(frame):
     assert counts[missed]["first_misses"] == 1 and counts[missed]["missing"] == 1
     assert sum(c["steps"] for c in counts.values()) == 6  # nothing after the first miss counts
     assert sum(c["first_misses"] for c in counts.values()) == 1
+
+
+def test_one_step_misses_predict_every_real_step_from_the_real_frames_before_it(monkeypatch):
+    game = envs.PacmanEnv()
+    frames = [game.reset(seed=0)[0]]
+    keys = [LEFT, LEFT, RIGHT, RIGHT, NOOP, UP, DOWN, LEFT, RIGHT, RIGHT, UP, UP]
+    for key in keys:
+        frames.append(game.step(key)[0])
+    frames = np.stack(frames)
+    k, window = 4, 32
+    start = type("Start", (), {
+        "episode": type("Episode", (), {"frames": frames}), "start": 0, "last": k - 1,
+        "actions": lambda self, length: torch.as_tensor(np.array([NOOP] * (length - k + 1) + keys[: k - 1])),
+    })()  # fmt: skip
+    play = fam.FamilyPlay("random", [start], [np.array(keys[k - 1 :])], [frames[k:]], 1.0)
+    model = type(
+        "Model", (), {"settings": type("Settings", (), {"history_length": k, "action_window": window})}
+    )
+    tiles = [envs.parse_frame(f).pacman for f in frames]
+    expected = [classify_move(*tiles[i - 2 : i + 1], keys[i - 1]) for i in range(k, len(frames))]
+    answers = frames[k:].copy()
+
+    def predicted(model, contexts, actions, seeds, sampler):
+        for step, (context, key) in enumerate(
+            zip(contexts, actions, strict=True)
+        ):  # the real frames and keys
+            np.testing.assert_array_equal(context.frames, frames[step : step + k])
+            assert key == keys[step + k - 1] and context.actions[-1] == keys[step + k - 2]
+        return answers
+
+    monkeypatch.setattr(fam, "next_frames", predicted)
+    perfect = fam.one_step_misses_by_move(model, play, seed=0)
+    for move in MOVES:
+        assert perfect[move] == {"steps": expected.count(move), "first_misses": 0, "missing": 0}
+
+    tile_pixels(answers[5], tiles[k + 5])[:] = 0  # Pacman left out of one prediction
+    tile_pixels(answers[8], tiles[k + 8])[:] = 0  # and another: every step counts, not only the first
+    counts = fam.one_step_misses_by_move(model, play, seed=0)
+    assert sum(c["steps"] for c in counts.values()) == len(expected)
+    for step in (5, 8):
+        assert counts[expected[step]]["first_misses"] >= 1 and counts[expected[step]]["missing"] >= 1
+    assert sum(c["first_misses"] for c in counts.values()) == 2
 
 
 # ---- the command --------------------------------------------------------------------------------------

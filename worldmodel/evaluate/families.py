@@ -13,14 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+import envs
 from envs.maze import LEFT
 from recorder.humanlike import HumanLikePlayer
 from recorder.policies import make_policy
 from worldmodel.contexts import Context
 from worldmodel.evaluate.control import (
     CLOCKWISE,
+    MOVES,
     MazeCircuit,
     agreement_by_step,
+    classify_move,
     first_misses_by_move,
     ghost_agreement,
     play_real_game,
@@ -132,35 +135,69 @@ def delta_psnr(actual: Rollouts, random_keys: Rollouts, step: int) -> float:
     return psnr_at(actual, step) - psnr_at(random_keys, step)
 
 
-@torch.no_grad()
-def teacher_forced_play(
-    model, play: FamilyPlay, count: int, seed: int, sampler: Sampler | None = None
-) -> dict[str, float]:
-    """Next-frame PSNR of the model and of copy-last on ``count`` steps of the family's real play,
-    each predicted from the K real frames and the real keys before it (pooled over the frames)."""
+def real_windows(model, play: FamilyPlay, chosen: list[tuple[int, int]]):
+    """For each (start, step) of the family's real play: the context of the K real frames and the
+    keys before that step, its key, and the real frames up to and including its answer."""
     k, past = model.settings.history_length, model.settings.action_window - 1
-    rows = [(row, step) for row, actions in enumerate(play.actions) for step in range(len(actions))]
-    rng = np.random.default_rng([seed, 11])
-    chosen = sorted(rng.choice(len(rows), size=min(count, len(rows)), replace=False).tolist())
-    contexts, actions, targets = [], [], []
-    for index in chosen:
-        row, step = rows[index]
+    contexts, actions, frames_until = [], [], []
+    for row, step in chosen:
         start = play.contexts[row]
         frames = np.concatenate([start.episode.frames[start.start : start.last + 1], play.frames[row]])
         keys = np.concatenate([start.actions(past).numpy(), play.actions[row][: step + 1]])
         # the K real frames before the target and the keys before it; seed and replay are not needed
         contexts.append(Context(frames[step : step + k], keys[-(past + 1) : -1], None, None))
         actions.append(keys[-1])
-        targets.append(frames[step + k])
-    if not targets:
+        frames_until.append(frames[: step + k + 1])
+    return contexts, np.array(actions, dtype=np.int64), frames_until
+
+
+def all_steps(play: FamilyPlay) -> list[tuple[int, int]]:
+    return [(row, step) for row, actions in enumerate(play.actions) for step in range(len(actions))]
+
+
+@torch.no_grad()
+def teacher_forced_play(
+    model, play: FamilyPlay, count: int, seed: int, sampler: Sampler | None = None
+) -> dict[str, float]:
+    """Next-frame PSNR of the model and of copy-last on ``count`` steps of the family's real play,
+    each predicted from the K real frames and the real keys before it (pooled over the frames)."""
+    rows = all_steps(play)
+    rng = np.random.default_rng([seed, 11])
+    chosen = sorted(rng.choice(len(rows), size=min(count, len(rows)), replace=False).tolist())
+    contexts, actions, frames_until = real_windows(model, play, [rows[i] for i in chosen])
+    if not contexts:
         return {"psnr": float("nan"), PSNR_COPY_LAST: float("nan"), "windows": 0}
-    targets = np.stack(targets)
-    predicted = next_frames(model, contexts, np.array(actions), sampling_seeds(seed, len(targets)), sampler)
+    targets = np.stack([frames[-1] for frames in frames_until])
+    predicted = next_frames(model, contexts, actions, sampling_seeds(seed, len(targets)), sampler)
     return {
         "psnr": pooled_psnr(predicted, targets),
         PSNR_COPY_LAST: pooled_psnr(np.stack([c.frames[-1] for c in contexts]), targets),
         "windows": len(targets),
     }
+
+
+@torch.no_grad()
+def one_step_misses_by_move(model, play: FamilyPlay, seed: int, sampler: Sampler | None = None) -> dict:
+    """Every step of the family's real play predicted from the real frames before it: how often the
+    predicted Pacman is off the real tile, by the real move (``first_misses_by_move``'s counts, where
+    every step is a first step). Beside the free-running hazards, this tells a move the model cannot
+    make from clean frames apart from one it fails only once its own frames have drifted."""
+    contexts, actions, frames_until = real_windows(model, play, all_steps(play))
+    counts = {move: {"steps": 0, "first_misses": 0, "missing": 0} for move in MOVES}
+    if not contexts:
+        return counts
+    predicted = next_frames(model, contexts, actions, sampling_seeds(seed, len(contexts)), sampler)
+    for frames, key, generated in zip(frames_until, actions, predicted, strict=True):
+        earlier, before, after = (envs.parse_frame(f).pacman for f in frames[-3:])
+        if after is None:
+            continue  # he died: nothing to follow
+        move = classify_move(earlier, before, after, int(key))
+        counts[move]["steps"] += 1
+        drawn = envs.parse_frame(generated).pacman
+        if drawn != after:
+            counts[move]["first_misses"] += 1
+            counts[move]["missing"] += drawn is None
+    return counts
 
 
 def control_scores(rollouts: Rollouts, step: int = TARGET_STEP) -> dict:
