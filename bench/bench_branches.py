@@ -42,6 +42,7 @@ def branch_counts(data: str, episodes: int) -> dict:
                 counts["keys"] += actions_count - 1
                 counts["noop_frame"] += sum(np.array_equal(o, outcomes[0]) for o in outcomes[1:])
     counts["branch_steps_per_s"] = counts["steps"] * actions_count / (time.perf_counter() - started)
+    counts["actions"] = actions_count
     return counts
 
 
@@ -53,7 +54,7 @@ def main() -> None:
     c = branch_counts(args.data, args.episodes)
     print(
         f"{c['steps']} steps of {args.data}: the branch under the recorded key equals the recording at "
-        f"{c['replayed']}; distinct next frames per step {c['distinct'] / c['steps']:.2f} of 5; keys giving "
+        f"{c['replayed']}; distinct next frames per step {c['distinct'] / c['steps']:.2f} of {c['actions']}; keys giving "
         f"the NOOP frame {c['noop_frame'] / c['keys']:.3f}; {c['branch_steps_per_s']:.0f} branched steps/s"
     )
 

@@ -100,10 +100,11 @@ def main() -> None:
                 f"| `{checkpoint}` | {family} | {score[TILE_AT_16]:.3f} ({low:.2f}-{high:.2f}) | "
                 f"{score['rollouts_at_16']} | {score[MISSING_AT_16]:.3f} | {score[GHOST_COUNT]:.3f} |"
             )
-    options = "".join(
-        f" --{name.replace('_', '-')} {value}" for name, value in vars(args).items()
-        if name in ("guidance_scale", "sampling_steps") and value is not None
-    ) + (" --one-step" if args.one_step else "")  # fmt: skip
+    options = (
+        (f" --guidance-scale {args.guidance_scale}" if args.guidance_scale is not None else "")
+        + (f" --sampling-steps {args.sampling_steps}" if args.sampling_steps is not None else "")
+        + (" --one-step" if args.one_step else "")
+    )
     lines = [
         "# Control: Pacman on the real tile after 16 free-running steps",
         "",

@@ -138,6 +138,23 @@ def classify_move(earlier, before, after, key: int) -> str:
     return "turn, key now" if key == move else "turn, key earlier"
 
 
+def move_counts() -> dict[str, dict[str, int]]:
+    """Per move: steps seen, misses (of which "missing": no Pacman drawn at all)."""
+    return {move: {"steps": 0, "first_misses": 0, "missing": 0} for move in MOVES}
+
+
+def tally(counts: dict, tiles: list, key: int, drawn) -> bool:
+    """Counts one step whose real Pacman went through ``tiles`` (earlier, before, after) under ``key``
+    and was drawn on tile ``drawn``; True when the drawing missed the real tile."""
+    move = counts[classify_move(*tiles, key)]
+    move["steps"] += 1
+    if drawn == tiles[-1]:
+        return False
+    move["first_misses"] += 1
+    move["missing"] += drawn is None
+    return True
+
+
 def first_misses_by_move(rollouts: Rollouts) -> dict[str, dict[str, int]]:
     """Where free-running rollouts first lose the real Pacman, by what the real Pacman did then.
 
@@ -145,7 +162,7 @@ def first_misses_by_move(rollouts: Rollouts) -> dict[str, dict[str, int]]:
     move it shows; the step where the generated Pacman first leaves the real tile counts as a miss
     of that move ("first_misses", of which "missing": no Pacman drawn at all). first_misses / steps
     is the per-step hazard of each move, the number to lower for the share at step 16 to rise."""
-    counts = {move: {"steps": 0, "first_misses": 0, "missing": 0} for move in MOVES}
+    counts = move_counts()
     for row, context in enumerate(rollouts.contexts):
         frames = context.episode.frames
         real = [
@@ -156,11 +173,7 @@ def first_misses_by_move(rollouts: Rollouts) -> dict[str, dict[str, int]]:
             real.append(envs.parse_frame(rollouts.real[row, step]).pacman)
             if real[-1] is None:
                 break  # the real game shows no Pacman (he died): nothing to follow
-            move = classify_move(real[-3], real[-2], real[-1], int(rollouts.actions[row, step]))
-            counts[move]["steps"] += 1
-            generated = envs.parse_frame(rollouts.generated[row, step]).pacman
-            if generated != real[-1]:
-                counts[move]["first_misses"] += 1
-                counts[move]["missing"] += generated is None
+            drawn = envs.parse_frame(rollouts.generated[row, step]).pacman
+            if tally(counts, real[-3:], int(rollouts.actions[row, step]), drawn):
                 break
     return counts

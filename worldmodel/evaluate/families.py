@@ -20,13 +20,13 @@ from recorder.policies import make_policy
 from worldmodel.contexts import Context
 from worldmodel.evaluate.control import (
     CLOCKWISE,
-    MOVES,
     MazeCircuit,
     agreement_by_step,
-    classify_move,
     first_misses_by_move,
     ghost_agreement,
+    move_counts,
     play_real_game,
+    tally,
     tiles_at,
 )
 from worldmodel.evaluate.episodes import EpisodeStart, sampling_seeds
@@ -137,18 +137,23 @@ def delta_psnr(actual: Rollouts, random_keys: Rollouts, step: int) -> float:
 
 def real_windows(model, play: FamilyPlay, chosen: list[tuple[int, int]]):
     """For each (start, step) of the family's real play: the context of the K real frames and the
-    keys before that step, its key, and the real frames up to and including its answer."""
+    keys before that step, its key, and the real frames (K+1) from the context to its answer."""
     k, past = model.settings.history_length, model.settings.action_window - 1
-    contexts, actions, frames_until = [], [], []
+    contexts, actions, frames_through = [], [], []
+    played = {}  # per start: its context and real frames, and keys, joined once
     for row, step in chosen:
-        start = play.contexts[row]
-        frames = np.concatenate([start.episode.frames[start.start : start.last + 1], play.frames[row]])
-        keys = np.concatenate([start.actions(past).numpy(), play.actions[row][: step + 1]])
+        if row not in played:
+            start = play.contexts[row]
+            played[row] = (
+                np.concatenate([start.episode.frames[start.start : start.last + 1], play.frames[row]]),
+                np.concatenate([start.actions(past).numpy(), play.actions[row]]),
+            )
+        frames, keys = played[row]
         # the K real frames before the target and the keys before it; seed and replay are not needed
-        contexts.append(Context(frames[step : step + k], keys[-(past + 1) : -1], None, None))
-        actions.append(keys[-1])
-        frames_until.append(frames[: step + k + 1])
-    return contexts, np.array(actions, dtype=np.int64), frames_until
+        contexts.append(Context(frames[step : step + k], keys[step : step + past], None, None))
+        actions.append(keys[step + past])
+        frames_through.append(frames[step : step + k + 1])
+    return contexts, np.array(actions, dtype=np.int64), frames_through
 
 
 def all_steps(play: FamilyPlay) -> list[tuple[int, int]]:
@@ -164,10 +169,10 @@ def teacher_forced_play(
     rows = all_steps(play)
     rng = np.random.default_rng([seed, 11])
     chosen = sorted(rng.choice(len(rows), size=min(count, len(rows)), replace=False).tolist())
-    contexts, actions, frames_until = real_windows(model, play, [rows[i] for i in chosen])
+    contexts, actions, frames_through = real_windows(model, play, [rows[i] for i in chosen])
     if not contexts:
         return {"psnr": float("nan"), PSNR_COPY_LAST: float("nan"), "windows": 0}
-    targets = np.stack([frames[-1] for frames in frames_until])
+    targets = np.stack([frames[-1] for frames in frames_through])
     predicted = next_frames(model, contexts, actions, sampling_seeds(seed, len(targets)), sampler)
     return {
         "psnr": pooled_psnr(predicted, targets),
@@ -182,21 +187,15 @@ def one_step_misses_by_move(model, play: FamilyPlay, seed: int, sampler: Sampler
     predicted Pacman is off the real tile, by the real move (``first_misses_by_move``'s counts, where
     every step is a first step). Beside the free-running hazards, this tells a move the model cannot
     make from clean frames apart from one it fails only once its own frames have drifted."""
-    contexts, actions, frames_until = real_windows(model, play, all_steps(play))
-    counts = {move: {"steps": 0, "first_misses": 0, "missing": 0} for move in MOVES}
+    contexts, actions, frames_through = real_windows(model, play, all_steps(play))
+    counts = move_counts()
     if not contexts:
         return counts
     predicted = next_frames(model, contexts, actions, sampling_seeds(seed, len(contexts)), sampler)
-    for frames, key, generated in zip(frames_until, actions, predicted, strict=True):
-        earlier, before, after = (envs.parse_frame(f).pacman for f in frames[-3:])
-        if after is None:
-            continue  # he died: nothing to follow
-        move = classify_move(earlier, before, after, int(key))
-        counts[move]["steps"] += 1
-        drawn = envs.parse_frame(generated).pacman
-        if drawn != after:
-            counts[move]["first_misses"] += 1
-            counts[move]["missing"] += drawn is None
+    for frames, key, generated in zip(frames_through, actions, predicted, strict=True):
+        tiles = [envs.parse_frame(f).pacman for f in frames[-3:]]
+        if tiles[-1] is not None:  # else he died: nothing to follow
+            tally(counts, tiles, int(key), envs.parse_frame(generated).pacman)
     return counts
 
 
