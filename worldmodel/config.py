@@ -102,6 +102,12 @@ class FlowConfig:
     # action) replaced by a uniformly random one. The teacher answers any key, so the student learns
     # its answer to keys the recording seldom pressed at that moment. 0 turns it off.
     random_key_fraction: float = 0.0
+    # Branch targets: this share of each batch has the key being pressed replaced by a uniformly random
+    # one and learns the real game's next frame under that key (worldmodel/branches.py replays every
+    # recorded step and branches it under every key). The recording's players seldom press a key the
+    # maze refuses; the branches give the game's answer to every key at every recorded state, a turn
+    # into a wall (Pacman goes on) and a heading into one (he stops) among them. 0 turns it off.
+    branch_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -163,7 +169,7 @@ class TrainConfig:
     distill_decoder: StageConfig = field(default_factory=StageConfig)
     held_out_fraction: float = 0.1
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int = 0  # processes that read frames (vae) and replay the recording (flow.branch_fraction)
     mixed_precision: str = "auto"  # "auto" uses bf16 on a GPU that supports it, else full precision
 
 

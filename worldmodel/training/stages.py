@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import recorder
+from worldmodel.branches import build_branch_cache
 from worldmodel.config import ConfigError
 from worldmodel.data import LatentCache, build_latent_cache
 from worldmodel.distill import distillation_loss, one_pass, with_random_keys
@@ -95,6 +96,18 @@ def latent_cache(run: TrainingRun) -> LatentCache:
         )
 
 
+def branch_cache(run: TrainingRun) -> torch.Tensor:
+    """The next latent of every recorded step under every key, built once and kept in the run directory."""
+    with run.accelerator.main_process_first():  # one process replays and writes the cache; the others read it
+        return build_branch_cache(
+            run.model.vae,
+            run.data_path,
+            run.run_dir / "branches.safetensors",
+            workers=run.config.train.num_workers,
+            show_progress=run.accelerator.is_main_process,
+        )
+
+
 def train_dit(run: TrainingRun, stage) -> tuple[int, float]:
     """Trains the denoiser by flow matching on windows of cached latents."""
     model, config = run.model, run.config
@@ -113,13 +126,18 @@ def train_dit(run: TrainingRun, stage) -> tuple[int, float]:
 class WindowBatches:
     """Batches of training windows (history, next latent, action window) from the cache, the first
     ``flow.rollout_fraction`` of each batch with its last ``flow.rollout_steps`` history frames played
-    by the model being trained, under the recorded keys (FlowConfig): the states its own drift makes."""
+    by the model being trained, under the recorded keys (FlowConfig): the states its own drift makes;
+    the last ``flow.branch_fraction`` with a random key and the real game's next frame under it."""
 
     def __init__(self, run: TrainingRun, cache: LatentCache, sampler):
         self.cache, self.config, self.sampler = cache, run.config, sampler
         self.device = run.accelerator.device
         self.rows = cache.window_starts(run.train_ids, self.config.history_length)
         self.rollout_rows = rollout_rows_of(self.rows, self.config)
+        fraction = self.config.flow.branch_fraction
+        if not 0.0 <= fraction <= 1.0:
+            raise ConfigError(f"flow.branch_fraction must be in [0, 1], got {fraction}")
+        self.branches = branch_cache(run) if fraction else None
 
     def draw(self, batch_size: int, draw, denoiser):
         config = self.config
@@ -135,7 +153,17 @@ class WindowBatches:
             history[:count] = own_rollout_history(
                 self.sampler, denoiser, self.rollout_windows(windows[:count]), history[:count]
             )
+        branched = round(config.flow.branch_fraction * len(windows)) if self.branches is not None else 0
+        if branched:
+            target[-branched:], actions[-branched:, -1] = self.branch_targets(windows[-branched:], [draw, 3])
         return windows, history, target, actions
+
+    def branch_targets(self, windows: np.ndarray, seed) -> tuple[torch.Tensor, torch.Tensor]:
+        """A uniformly random key for each window's last step, and the real next latent under it."""
+        steps = self.cache.step_start[windows[:, 0]] + windows[:, 1] + self.config.history_length - 1
+        keys = np.random.default_rng(seed).integers(0, self.branches.shape[1], size=len(windows))
+        target = self.branches[torch.from_numpy(steps), torch.from_numpy(keys)].float()
+        return target.to(self.device), torch.from_numpy(keys).to(self.device)
 
     def rollout_windows(self, ends: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The recorded (history, action window) of each step the rollouts ending at ``ends`` play."""
