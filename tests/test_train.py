@@ -398,6 +398,7 @@ def test_a_cooldown_lowers_the_learning_rate_to_zero_at_the_last_step_even_after
 
 # ---- resuming bit for bit, and files that would run code ------------------------------------------------
 ROLLOUTS = ("flow.rollout_fraction=0.5", "flow.rollout_steps=2")  # half of each batch plays 2 frames itself
+BRANCHES = ("flow.branch_fraction=0.5",)  # half of each batch: a random key and the game's answer to it
 
 
 def trained_dit(recorded_file, out: Path, *steps: int, settings=()) -> dict:
@@ -408,7 +409,9 @@ def trained_dit(recorded_file, out: Path, *steps: int, settings=()) -> dict:
     return load(out / "checkpoint").denoiser.state_dict()
 
 
-@pytest.mark.parametrize("settings", [(), ROLLOUTS], ids=["recorded history", "own rollouts"])
+@pytest.mark.parametrize(
+    "settings", [(), ROLLOUTS, BRANCHES], ids=["recorded history", "own rollouts", "branch targets"]
+)
 def test_a_resumed_run_trains_the_same_weights_as_an_uninterrupted_one(recorded_file, tmp_path, settings):
     straight = trained_dit(recorded_file, tmp_path / "straight", 4, settings=settings)
     resumed = trained_dit(recorded_file, tmp_path / "resumed", 2, 4, settings=settings)  # resumes at step 2

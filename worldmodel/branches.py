@@ -75,11 +75,11 @@ def _worker_game(env_id: str, frame_size: int):
     return _GAMES[env_id, frame_size]
 
 
-def recording_branches(path: Path, workers: int = 1) -> Iterator[np.ndarray]:
-    """Every episode's branch frames, in the file's order; ``workers`` > 1 replays in processes."""
+def recording_branches(path: Path, count: int, workers: int = 1) -> Iterator[np.ndarray]:
+    """The branch frames of the file's first ``count`` episodes, in order; ``workers`` > 1 replays in
+    processes."""
     with recorder.load(path) as trajectories:
-        count, env_id = len(trajectories), trajectories.env_id
-        frame_size = int(trajectories.frame_size[0])
+        env_id, frame_size = trajectories.env_id, int(trajectories.frame_size[0])
     jobs = [(str(path), i, env_id, frame_size) for i in range(count)]
     if workers <= 1:
         yield from map(_episode_branches, jobs)
@@ -88,24 +88,41 @@ def recording_branches(path: Path, workers: int = 1) -> Iterator[np.ndarray]:
         yield from pool.imap(_episode_branches, jobs, chunksize=4)
 
 
+@torch.inference_mode()
+def encode_distinct(vae, frames: np.ndarray) -> torch.Tensor:
+    """The latents of (N, H, W, 3) frames, each distinct frame encoded once: many keys give the same
+    next frame (a key into a wall, or the way Pacman already goes), so a step has ~2.6 distinct of 5."""
+    first_seen: dict[bytes, int] = {}  # a frame's bytes -> its row among the distinct frames
+    inverse = np.array([first_seen.setdefault(frame.tobytes(), len(first_seen)) for frame in frames])
+    _, first = np.unique(inverse, return_index=True)  # where each distinct frame first appears
+    latents = encode_frames(vae, torch.from_numpy(frames[first]))
+    return latents[torch.from_numpy(inverse)]
+
+
 def build_branch_cache(
-    vae, data_path: str | Path, cache_path: str | Path, workers: int = 1, show_progress: bool = True
+    vae,
+    data_path: str | Path,
+    cache_path: str | Path,
+    episodes: int = 0,
+    workers: int = 1,
+    show_progress: bool = True,
 ) -> torch.Tensor:
-    """(S, A, C, h, w) float16: the scaled latent of every step's next frame under every key, the
-    steps in the order of the latent cache's ``actions``. Reuses ``cache_path`` when it was made from
-    the same recording and encoder."""
+    """(S, A, C, h, w) float16: the scaled latent of the next frame under every key of each step of
+    the recording's first ``episodes`` episodes (0: all), in the order of the latent cache's
+    ``actions``. Reuses ``cache_path`` when it was made from the same recording, episodes and encoder."""
     data_path, cache_path = Path(data_path), Path(cache_path)
-    key = {**latent_cache_key(vae, data_path), "branches": BRANCH_CACHE_VERSION}
+    with recorder.load(data_path) as trajectories:
+        count = min(episodes, len(trajectories)) if episodes else len(trajectories)
+        steps = int(trajectories.lengths[:count].sum())
+    key = {**latent_cache_key(vae, data_path), "branches": BRANCH_CACHE_VERSION, "episodes": count}
     if cache_path.is_file():
         with safetensors.safe_open(cache_path, "pt") as f:
             if json.loads((f.metadata() or {}).get("key", "null")) == key:
                 return f.get_tensor("latents")
-    with recorder.load(data_path) as trajectories:
-        steps = trajectories.num_steps
     latents, done = None, 0
     progress = tqdm(total=steps, desc="branching steps", unit="step", disable=not show_progress)
-    for frames in recording_branches(data_path, workers):
-        encoded = encode_frames(vae, torch.from_numpy(frames.reshape(-1, *frames.shape[2:])))
+    for frames in recording_branches(data_path, count, workers):
+        encoded = encode_distinct(vae, frames.reshape(-1, *frames.shape[2:]))
         encoded = encoded.reshape(*frames.shape[:2], *encoded.shape[1:]).to("cpu", torch.float16)
         if latents is None:  # sized once the latent shape is known: a full-size copy is never made
             latents = torch.empty((steps, *encoded.shape[1:]), dtype=torch.float16)

@@ -108,6 +108,9 @@ class FlowConfig:
     # maze refuses; the branches give the game's answer to every key at every recorded state, a turn
     # into a wall (Pacman goes on) and a heading into one (he stops) among them. 0 turns it off.
     branch_fraction: float = 0.0
+    # The branch targets come from this many episodes of the recording, the first ones; 0 means all.
+    # Each branched step is 5 frames to replay and encode, so a CPU run may branch a part of a recording.
+    branch_episodes: int = 0
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,7 @@ def branch_cache(run: TrainingRun) -> torch.Tensor:
             run.model.vae,
             run.data_path,
             run.run_dir / "branches.safetensors",
+            episodes=run.config.flow.branch_episodes,
             workers=run.config.train.num_workers,
             show_progress=run.accelerator.is_main_process,
         )
@@ -138,6 +139,15 @@ class WindowBatches:
         if not 0.0 <= fraction <= 1.0:
             raise ConfigError(f"flow.branch_fraction must be in [0, 1], got {fraction}")
         self.branches = branch_cache(run) if fraction else None
+        if self.branches is not None:
+            # The windows whose target step was branched: those of the episodes the cache covers.
+            last_step = cache.step_start[self.rows[:, 0]] + self.rows[:, 1] + self.config.history_length - 1
+            self.branch_rows = self.rows[last_step < len(self.branches)]
+            if not len(self.branch_rows):
+                raise ConfigError(
+                    f"flow.branch_episodes={self.config.flow.branch_episodes} covers no training window of "
+                    f"{run.data_path}; raise it (0 branches every episode)"
+                )
 
     def draw(self, batch_size: int, draw, denoiser):
         config = self.config
@@ -145,6 +155,9 @@ class WindowBatches:
         count = round(config.flow.rollout_fraction * len(windows)) if len(self.rollout_rows) else 0
         if count:
             windows[:count] = random_rows(self.rollout_rows, count, [draw, 1])
+        branched = round(config.flow.branch_fraction * len(windows)) if self.branches is not None else 0
+        if branched:
+            windows[-branched:] = random_rows(self.branch_rows, branched, [draw, 3])
         history, target, actions = (
             part.to(self.device)
             for part in self.cache.history_batch(windows, config.history_length, config.actions_seen)
@@ -153,9 +166,8 @@ class WindowBatches:
             history[:count] = own_rollout_history(
                 self.sampler, denoiser, self.rollout_windows(windows[:count]), history[:count]
             )
-        branched = round(config.flow.branch_fraction * len(windows)) if self.branches is not None else 0
         if branched:
-            target[-branched:], actions[-branched:, -1] = self.branch_targets(windows[-branched:], [draw, 3])
+            target[-branched:], actions[-branched:, -1] = self.branch_targets(windows[-branched:], [draw, 4])
         return windows, history, target, actions
 
     def branch_targets(self, windows: np.ndarray, seed) -> tuple[torch.Tensor, torch.Tensor]:
