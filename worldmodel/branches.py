@@ -10,6 +10,7 @@ turn into a wall (Pacman goes on) or a heading into one (he stops), at every sta
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import multiprocessing as mp
 from collections.abc import Iterator
@@ -65,14 +66,10 @@ def _episode_branches(args) -> np.ndarray:
         return branch_frames(game, trajectories.episode(index), path, index)
 
 
-_GAMES: dict = {}
-
-
+@functools.cache
 def _worker_game(env_id: str, frame_size: int):
     """One game per worker process, made on its first episode and reset for each later one."""
-    if (env_id, frame_size) not in _GAMES:
-        _GAMES[env_id, frame_size] = make_recording_env(env_id, frame_size)
-    return _GAMES[env_id, frame_size]
+    return make_recording_env(env_id, frame_size)
 
 
 def recording_branches(path: Path, count: int, workers: int = 1) -> Iterator[np.ndarray]:
