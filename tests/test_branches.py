@@ -129,9 +129,21 @@ def test_branch_settings_that_cannot_work_are_refused_before_training(recording,
     cache = build_latent_cache(tiny_vae, recording, tmp_path / "latents.safetensors", show_progress=False)
     with pytest.raises(ConfigError, match=r"flow.branch_fraction must be in \[0, 1\], got 1.5"):
         WindowBatches(fake_run(recording, tmp_path, tiny_vae, "flow.branch_fraction=1.5"), cache, None)
+    negative = fake_run(recording, tmp_path, tiny_vae, "flow.branch_fraction=0.5", "flow.branch_episodes=-1")
+    with pytest.raises(ConfigError, match="flow.branch_episodes must be 0 .every episode. or more, got -1"):
+        WindowBatches(negative, cache, None)
     only_held_out = fake_run(
         recording, tmp_path, tiny_vae, "flow.branch_fraction=0.5", "flow.branch_episodes=1"
     )
     only_held_out.train_ids = [1]  # the one branched episode is held out
     with pytest.raises(ConfigError, match="flow.branch_episodes=1 covers no training window"):
         WindowBatches(only_held_out, cache, None)
+
+
+def test_a_damaged_branch_cache_is_rebuilt_with_a_warning(recording, tiny_vae, tmp_path):
+    path = tmp_path / "branches.safetensors"
+    built = build_branch_cache(tiny_vae, recording, path, episodes=1, show_progress=False)
+    path.write_bytes(path.read_bytes()[:100])  # a kill or a full disk cut the file short
+    with pytest.warns(UserWarning, match="is not a branch cache this version wrote.*Rebuilding it"):
+        rebuilt = build_branch_cache(tiny_vae, recording, path, episodes=1, show_progress=False)
+    assert torch.equal(rebuilt, built)

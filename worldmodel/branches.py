@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import multiprocessing as mp
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import safetensors
-import safetensors.torch
 import torch
 from tqdm import tqdm
 
 import recorder
 from recorder.record import make_recording_env
 from worldmodel.config import ConfigError
-from worldmodel.data import latent_cache_key
+from worldmodel.data import latent_cache_key, read_keyed, write_keyed_arrays
 from worldmodel.vae import encode_frames
 
 BRANCH_CACHE_VERSION = 1
@@ -59,11 +56,14 @@ def branch_frames(game, episode: recorder.Episode, path: Path | str = "", index:
     return branches
 
 
-def _episode_branches(args) -> np.ndarray:
-    path, index, env_id, frame_size = args
+EPISODES_PER_JOB = 16  # opening the recording costs a third of branching one episode: once per job
+
+
+def _job_branches(args) -> list[np.ndarray]:
+    path, episodes, env_id, frame_size = args
     game = _worker_game(env_id, frame_size)
     with recorder.load(path) as trajectories:
-        return branch_frames(game, trajectories.episode(index), path, index)
+        return [branch_frames(game, trajectories.episode(i), path, i) for i in episodes]
 
 
 @functools.cache
@@ -77,12 +77,17 @@ def recording_branches(path: Path, count: int, workers: int = 1) -> Iterator[np.
     processes."""
     with recorder.load(path) as trajectories:
         env_id, frame_size = trajectories.env_id, int(trajectories.frame_size[0])
-    jobs = [(str(path), i, env_id, frame_size) for i in range(count)]
+    jobs = [
+        (str(path), range(start, min(start + EPISODES_PER_JOB, count)), env_id, frame_size)
+        for start in range(0, count, EPISODES_PER_JOB)
+    ]
     if workers <= 1:
-        yield from map(_episode_branches, jobs)
+        for job in jobs:
+            yield from _job_branches(job)
         return
     with mp.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap(_episode_branches, jobs, chunksize=4)
+        for branches in pool.imap(_job_branches, jobs):
+            yield from branches
 
 
 @torch.inference_mode()
@@ -113,9 +118,9 @@ def build_branch_cache(
         steps = int(trajectories.lengths[:count].sum())
     key = {**latent_cache_key(vae, data_path), "branches": BRANCH_CACHE_VERSION, "episodes": count}
     if cache_path.is_file():
-        with safetensors.safe_open(cache_path, "pt") as f:
-            if json.loads((f.metadata() or {}).get("key", "null")) == key:
-                return f.get_tensor("latents")
+        stored = read_keyed(cache_path, key, "branch cache", lambda arrays: arrays["latents"])
+        if stored is not None:
+            return stored
     latents, done = None, 0
     progress = tqdm(total=steps, desc="branching steps", unit="step", disable=not show_progress)
     for frames in recording_branches(data_path, count, workers):
@@ -127,10 +132,5 @@ def build_branch_cache(
         done += len(encoded)
         progress.update(len(encoded))
     progress.close()
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = cache_path.with_name(cache_path.name + ".tmp")
-    safetensors.torch.save_file(
-        {"latents": latents.contiguous()}, temporary, metadata={"key": json.dumps(key)}
-    )
-    temporary.replace(cache_path)  # a kill mid-save never leaves a half-written cache behind
+    write_keyed_arrays({"latents": latents}, cache_path, key)
     return latents

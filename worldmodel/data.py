@@ -139,29 +139,44 @@ def build_latent_cache(
 # The cache holds arrays only (safetensors): reading it cannot run code, whoever wrote the file.
 def write_latent_cache(cache: LatentCache, path: Path, key: dict) -> None:
     arrays = {
-        name: torch.from_numpy(value) if isinstance(value, np.ndarray) else value.contiguous()
+        name: torch.from_numpy(value) if isinstance(value, np.ndarray) else value
         for name, value in cache.__dict__.items()
     }
+    write_keyed_arrays(arrays, path, key)
+
+
+def write_keyed_arrays(arrays: dict[str, torch.Tensor], path: Path, key: dict) -> None:
+    """Tensors saved as safetensors with ``key`` (what they were made from) in the metadata."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
+    arrays = {name: value.contiguous() for name, value in arrays.items()}
     safetensors.torch.save_file(arrays, temporary, metadata={"key": json.dumps(key)})
     temporary.replace(path)  # a kill mid-save never leaves a half-written cache behind
+
+
+def read_keyed(path: Path, key: dict, what: str, build=dict):
+    """``build(tensors)`` of the file at ``path`` if it was made with ``key``; None (to rebuild it) if
+    not, with a warning when the file is not such a ``what`` at all. Nothing in the file is executed."""
+    try:
+        with safetensors.safe_open(path, "pt") as stored:
+            if json.loads((stored.metadata() or {}).get("key", "null")) != key:
+                return None  # made from another file or autoencoder: rebuilt silently, as expected
+            return build({name: stored.get_tensor(name) for name in stored.keys()})  # noqa: SIM118
+    except (safetensors.SafetensorError, OSError, ValueError, TypeError, KeyError) as error:
+        warnings.warn(
+            f"{path} is not a {what} this version wrote ({type(error).__name__}: {error}); it was "
+            "not loaded and nothing in it ran. Rebuilding it from the recording in its place",
+            stacklevel=3,
+        )
+        return None
 
 
 def read_latent_cache(path: Path, key: dict) -> LatentCache | None:
     """The cache at ``path`` if it was made with ``key``; None (to rebuild it) if not, with a warning
     when the file is not a latent cache at all. Nothing in the file is executed."""
-    try:
-        with safetensors.safe_open(path, "pt") as stored:
-            if json.loads((stored.metadata() or {}).get("key", "null")) != key:
-                return None  # made from another file or autoencoder: rebuilt silently, as expected
-            arrays = {name: stored.get_tensor(name) for name in stored.keys()}  # noqa: SIM118 - not iterable
-        numpy_fields = ("frame_start", "step_start", "length")
+    numpy_fields = ("frame_start", "step_start", "length")
+
+    def build(arrays):
         return LatentCache(**{n: arrays[n].numpy() if n in numpy_fields else arrays[n] for n in arrays})
-    except (safetensors.SafetensorError, OSError, ValueError, TypeError, KeyError) as error:
-        warnings.warn(
-            f"{path} is not a latent cache this version wrote ({type(error).__name__}: {error}); it was "
-            "not loaded and nothing in it ran. Rebuilding it from the recording in its place",
-            stacklevel=2,
-        )
-        return None
+
+    return read_keyed(path, key, "latent cache", build)

@@ -135,14 +135,15 @@ class WindowBatches:
         self.device = run.accelerator.device
         self.rows = cache.window_starts(run.train_ids, self.config.history_length)
         self.rollout_rows = rollout_rows_of(self.rows, self.config)
-        fraction = self.config.flow.branch_fraction
+        fraction, episodes = self.config.flow.branch_fraction, self.config.flow.branch_episodes
         if not 0.0 <= fraction <= 1.0:
             raise ConfigError(f"flow.branch_fraction must be in [0, 1], got {fraction}")
+        if episodes < 0:
+            raise ConfigError(f"flow.branch_episodes must be 0 (every episode) or more, got {episodes}")
         self.branches = branch_cache(run) if fraction else None
         if self.branches is not None:
             # The windows whose target step was branched: those of the episodes the cache covers.
-            last_step = cache.step_start[self.rows[:, 0]] + self.rows[:, 1] + self.config.history_length - 1
-            self.branch_rows = self.rows[last_step < len(self.branches)]
+            self.branch_rows = self.rows[self.target_steps(self.rows) < len(self.branches)]
             if not len(self.branch_rows):
                 raise ConfigError(
                     f"flow.branch_episodes={self.config.flow.branch_episodes} covers no training window of "
@@ -172,10 +173,13 @@ class WindowBatches:
 
     def branch_targets(self, windows: np.ndarray, seed) -> tuple[torch.Tensor, torch.Tensor]:
         """A uniformly random key for each window's last step, and the real next latent under it."""
-        steps = self.cache.step_start[windows[:, 0]] + windows[:, 1] + self.config.history_length - 1
         keys = np.random.default_rng(seed).integers(0, self.branches.shape[1], size=len(windows))
-        target = self.branches[torch.from_numpy(steps), torch.from_numpy(keys)].float()
+        target = self.branches[torch.from_numpy(self.target_steps(windows)), torch.from_numpy(keys)].float()
         return target.to(self.device), torch.from_numpy(keys).to(self.device)
+
+    def target_steps(self, windows: np.ndarray) -> np.ndarray:
+        """The recording-wide index of the step that produces each window's next frame."""
+        return self.cache.step_start[windows[:, 0]] + windows[:, 1] + self.config.history_length - 1
 
     def rollout_windows(self, ends: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The recorded (history, action window) of each step the rollouts ending at ``ends`` play."""
